@@ -1,0 +1,43 @@
+"""Brevitas model → cleaned QONNX file, checked by QGraph (so a bad graph fails here, not later)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+
+import torch
+from brevitas.export import export_qonnx
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.cleanup import cleanup_model
+
+from qpde.errors import GraphError
+from qpde.passes import GemmToMatMulAdd
+from qpde.qgraph import QGraph
+
+log = logging.getLogger(__name__)
+
+
+def export_model(model: torch.nn.Module, resolution: int, path: Path) -> Path:
+    """Export a trained quantized model (input [1, resolution]) to QONNX and clean it up."""
+    if getattr(model, "spec", None) is not None and model.spec.is_float:
+        raise GraphError("float models have no fixed-point graph; export a quantized scenario (e.g. w8a8)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = path.with_suffix(".raw.onnx")
+    model.eval()
+    # torch.onnx prints progress lines to stdout; keep the CLI's output clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_qonnx(model, torch.zeros(1, resolution), str(raw))
+    clean = cleanup_model(ModelWrapper(str(raw)))
+    clean = clean.transform(GemmToMatMulAdd())
+    clean = cleanup_model(clean)
+    QGraph(clean)  # refuse unsupported graphs before anything is written
+    tmp = path.with_suffix(".tmp.onnx")
+    clean.save(str(tmp))
+    os.replace(tmp, path)
+    raw.unlink()
+    log.info("exported %s", path)
+    return path

@@ -1,0 +1,158 @@
+"""FNO1d at a fixed resolution, written so that every op is exact in hardware.
+
+The spectral convolution is a truncated real DFT done as a constant matrix (cos/−sin rows of the
+kept modes, scaled 1/N), per-mode complex channel mixing (one block-diagonal real matrix), and the
+inverse DFT as a constant matrix; the DFT matrices are quantized like weights and stay fixed in
+training. Layout is channels-last [batch, N, channels] so that a streaming accelerator reads one
+grid point per beat. No grid-coordinate channel: periodic problems are translation equivariant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import brevitas.nn as qnn
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from qpde.quant import QuantSpec, act_kwargs, linear_kwargs
+
+
+@dataclass(frozen=True)
+class FNOConfig:
+    """Shape of an FNO1d."""
+
+    width: int = 8  # channels in the Fourier layers
+    modes: int = 8  # Fourier modes kept (k = 0 … modes-1)
+    layers: int = 2  # Fourier layers
+    proj: int = 16  # hidden width of the projection MLP
+
+
+def dft_matrices(n: int, modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward [2·modes, n] (rows: Re of mode k, then Im) and inverse [n, 2·modes] real DFT.
+
+    Forward is rfft with norm="forward"; inverse reconstructs a real field from the kept modes,
+    so inverse @ forward is the projection onto the kept band."""
+    if modes > n // 2:
+        raise ValueError(f"modes={modes} exceeds the Nyquist limit {n // 2} of resolution {n}")
+    k = np.arange(modes)[:, None]
+    x = np.arange(n)[None, :]
+    phase = 2 * np.pi * k * x / n
+    forward = np.concatenate([np.cos(phase), -np.sin(phase)], axis=0) / n
+    weight = np.where(np.arange(modes) == 0, 1.0, 2.0)[:, None]
+    inverse = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)], axis=0).T
+    return forward, inverse
+
+
+class ComplexBlockMixing(nn.Module):
+    """Maps raw per-mode complex weights to one real [C·2M, C·2M] matrix acting on the flattened
+    [C, 2M] spectrum (index c·2M + j, j < M real part, j ≥ M imaginary part):
+    out_k = W_k · in_k in complex arithmetic, for every kept mode k."""
+
+    def __init__(self, width: int, modes: int):
+        super().__init__()
+        self.width, self.modes = width, modes
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        w_re, w_im = raw[0], raw[1]  # [M, C_out, C_in] each
+        c, m = self.width, self.modes
+        # out[d, k] (re) = Σ_c re[c,k] W_re[k,d,c] − im[c,k] W_im[k,d,c]; out[d, M+k] (im) likewise.
+        eye = torch.eye(m, dtype=raw.dtype, device=raw.device)
+        re_re = torch.einsum("kdc,kl->dkcl", w_re, eye)
+        im_im = torch.einsum("kdc,kl->dkcl", w_im, eye)
+        top = torch.cat([re_re, -im_im], dim=3)  # rows: real outputs; cols: [re inputs, im inputs]
+        bottom = torch.cat([im_im, re_re], dim=3)
+        full = torch.cat([top, bottom], dim=1)  # [C_out, 2M, C_in, 2M]
+        return full.reshape(c * 2 * m, c * 2 * m)
+
+    def right_inverse(self, full: torch.Tensor) -> torch.Tensor:
+        # Only used when the parametrization is registered: read the blocks back.
+        c, m = self.width, self.modes
+        blocks = full.reshape(c, 2 * m, c, 2 * m)
+        k = torch.arange(m)
+        w_re = blocks[:, k, :, k]  # [M, C_out, C_in]
+        w_im = blocks[:, m + k, :, k]
+        return torch.stack([w_re, w_im])
+
+
+class SpectralConv(nn.Module):
+    """Truncated DFT → per-mode complex mixing → inverse DFT, each a quantized linear map."""
+
+    def __init__(self, n: int, width: int, modes: int, spec: QuantSpec):
+        super().__init__()
+        self.width, self.modes = width, modes
+        forward, inverse = dft_matrices(n, modes)
+        self.dft = qnn.QuantLinear(n, 2 * modes, bias=False, **linear_kwargs(spec, bias=False))
+        self.idft = qnn.QuantLinear(2 * modes, n, bias=False, **linear_kwargs(spec, bias=False))
+        for layer, matrix in ((self.dft, forward), (self.idft, inverse)):
+            layer.weight.data = torch.tensor(matrix, dtype=torch.float32)
+            layer.weight.requires_grad_(False)
+        self.dft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        size = width * 2 * modes
+        self.mix = qnn.QuantLinear(size, size, bias=False, **linear_kwargs(spec, bias=False))
+        parametrize.register_parametrization(self.mix, "weight", ComplexBlockMixing(width, modes))
+        scale = 1.0 / width
+        with torch.no_grad():
+            self.mix.parametrizations.weight.original.copy_(scale * torch.randn(2, modes, width, width))
+        self.mix_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.idft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: [B, N, C]
+        batch = h.shape[0]
+        s = self.dft_q(self.dft(h.transpose(1, 2)))  # [B, C, 2M]
+        s = self.mix_q(self.mix(s.reshape(batch, -1))).reshape(batch, self.width, 2 * self.modes)
+        return self.idft_q(self.idft(s)).transpose(1, 2)  # [B, N, C]
+
+
+class FourierLayer(nn.Module):
+    def __init__(self, n: int, width: int, modes: int, spec: QuantSpec, last: bool):
+        super().__init__()
+        self.spectral = SpectralConv(n, width, modes, spec)
+        self.skip = qnn.QuantLinear(width, width, bias=True, **linear_kwargs(spec, bias=True))
+        self.skip_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        # The last layer feeds the projection without a nonlinearity, as in the FNO paper.
+        self.act = (
+            qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+            if last
+            else qnn.QuantReLU(**act_kwargs(spec, signed=False))
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.act(self.spectral(h) + self.skip_q(self.skip(h)))
+
+
+class FNO1d(nn.Module):
+    """u(t) on N points [B, N] → u(t+Δt) [B, N]."""
+
+    arch = "fno"
+
+    def __init__(self, resolution: int, config: FNOConfig, spec: QuantSpec):
+        super().__init__()
+        self.resolution, self.config, self.spec = resolution, config, spec
+        c = config.width
+        self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.lift = qnn.QuantLinear(1, c, bias=True, **linear_kwargs(spec, bias=True))
+        self.lift_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.layers = nn.ModuleList(
+            FourierLayer(resolution, c, config.modes, spec, last=i == config.layers - 1)
+            for i in range(config.layers)
+        )
+        self.proj1 = qnn.QuantLinear(c, config.proj, bias=True, **linear_kwargs(spec, bias=True))
+        self.proj_act = qnn.QuantReLU(**act_kwargs(spec, signed=False))
+        self.proj2 = qnn.QuantLinear(config.proj, 1, bias=True, **linear_kwargs(spec, bias=True))
+        self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self._init_lifting()
+
+    def _init_lifting(self) -> None:
+        # Default init of a 1-input Linear draws weights in ±1, large next to a field of order 1.
+        bound = 1.0 / math.sqrt(self.config.width)
+        nn.init.uniform_(self.lift.weight, -bound, bound)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # [B, N]
+        h = self.lift_q(self.lift(self.in_q(u.unsqueeze(-1))))
+        for layer in self.layers:
+            h = layer(h)
+        return self.out_q(self.proj2(self.proj_act(self.proj1(h)))).squeeze(-1)

@@ -1,0 +1,324 @@
+"""A checked, analysed view of a QONNX graph: the one place that knows which ops qpde accepts.
+
+Every consumer (golden executor, hls4ml builder, RTL tracer) walks `QGraph.nodes`, the dynamic
+(activation-carrying) nodes in topological order, and reads constants (quantized weights, already
+evaluated exactly) from `QGraph.consts`. Every dynamic tensor carries a `FixedType`: integers in
+[lo, hi] times 2^exp, derived by interval analysis from the Quant nodes. Those types are exact
+(no value outside them can occur) and set hls4ml precisions; they also prove that float64
+evaluation is exact (every accumulator below 2^53 LSBs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qpde.errors import GraphError
+
+FLOAT64_MANTISSA_BITS = 53
+SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Relu") + SHAPE_OPS
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """Values integer · 2^exp with integer in [lo, hi]."""
+
+    lo: int
+    hi: int
+    exp: int
+
+    @property
+    def signed(self) -> bool:
+        return self.lo < 0
+
+    @property
+    def width(self) -> int:
+        magnitude = max(self.hi, -self.lo - 1 if self.lo < 0 else 0, 1)
+        return magnitude.bit_length() + (1 if self.signed else 0)
+
+    @property
+    def int_bits(self) -> int:
+        """ap_fixed's I: bits left of the binary point, sign included."""
+        return self.width + self.exp
+
+    @property
+    def max_abs(self) -> int:
+        return max(abs(self.lo), abs(self.hi))
+
+    def ap_type(self, quantization: str = "AP_TRN", overflow: str = "AP_WRAP") -> str:
+        kind = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{kind}<{self.width},{self.int_bits},{quantization},{overflow}>"
+
+    def relu(self) -> FixedType:
+        return FixedType(max(self.lo, 0), max(self.hi, 0), self.exp)
+
+    def align(self, exp: int) -> tuple[int, int]:
+        shift = self.exp - exp
+        if shift < 0:
+            raise ValueError("cannot align to a coarser exponent")
+        return self.lo << shift, self.hi << shift
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """A Quant node with power-of-two scale and zero point 0."""
+
+    exp: int  # scale = 2^exp
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding: str
+
+    @property
+    def scale(self) -> float:
+        return 2.0**self.exp
+
+    @property
+    def qmin(self) -> int:
+        if not self.signed:
+            return 0
+        return -(2 ** (self.bits - 1)) + (1 if self.narrow else 0)
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - (1 if self.signed else 0)) - 1
+
+    @property
+    def type(self) -> FixedType:
+        return FixedType(self.qmin, self.qmax, self.exp)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Exact in float64: division by 2^exp, FLOOR/ROUND and clipping introduce no error."""
+        y = np.asarray(x, dtype=np.float64) / self.scale
+        y = np.floor(y) if self.rounding == "FLOOR" else np.round(y)  # np.round: half to even, as QONNX
+        return np.clip(y, self.qmin, self.qmax) * self.scale
+
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+class QGraph:
+    """Load, check and analyse a QONNX model (path or ModelWrapper)."""
+
+    def __init__(self, source: Path | str | ModelWrapper):
+        self.path = None if isinstance(source, ModelWrapper) else Path(source)
+        self.model = source if isinstance(source, ModelWrapper) else _load(Path(source))
+        graph = self.model.graph
+        if len(graph.input) != 1 or len(graph.output) != 1:
+            raise GraphError(f"{self._where()}: expected one input and one output, found "
+                             f"{len(graph.input)} and {len(graph.output)}")
+        self.input_name = graph.input[0].name
+        self.output_name = graph.output[0].name
+        self.input_shape = tuple(self.model.get_tensor_shape(self.input_name))
+        self.output_shape = tuple(self.model.get_tensor_shape(self.output_name))
+        self.consts: dict[str, np.ndarray] = {
+            init.name: numpy_helper.to_array(init).astype(np.float64) for init in graph.initializer
+        }
+        self.const_bits: dict[str, int] = {}  # bit width of each quantized constant
+        self.nodes: list = []
+        for node in graph.node:
+            if all(name in self.consts for name in node.input if name):
+                self._fold(node)
+            else:
+                self._check(node)
+                self.nodes.append(node)
+        self.consumers: dict[str, list] = {}
+        for node in self.nodes:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.types = self._analyse()
+
+    # ---- loading and checks -------------------------------------------------------------
+    def _where(self, node=None) -> str:
+        base = str(self.path) if self.path else "model"
+        return f"{base}: node {node.name!r} ({node.op_type})" if node is not None else base
+
+    def _fold(self, node) -> None:
+        """Evaluate a node whose inputs are all constant (weight quantizers, transposes)."""
+        if node.op_type == "Quant":
+            params = self.quant_params(node, constant=True)
+            self.consts[node.output[0]] = params.apply(self.consts[node.input[0]])
+            self.const_bits[node.output[0]] = params.bits
+        elif node.op_type in SHAPE_OPS:
+            self.consts[node.output[0]] = self._shape_op(node, self.consts[node.input[0]], batch=None)
+            if node.input[0] in self.const_bits:
+                self.const_bits[node.output[0]] = self.const_bits[node.input[0]]
+        else:
+            raise GraphError(f"{self._where(node)}: constant op not supported; fold it before export")
+
+    def _check(self, node) -> None:
+        if node.op_type not in DYNAMIC_OPS:
+            hint = " (hls4ml's ONNX frontend cannot implement it exactly)" if node.op_type == "Einsum" else ""
+            raise GraphError(
+                f"{self._where(node)}: op not supported{hint}; qpde maps only {', '.join(DYNAMIC_OPS)}"
+            )
+        if node.op_type == "MatMul":
+            dynamic = [name for name in node.input if name not in self.consts]
+            if len(dynamic) == 2:
+                raise GraphError(
+                    f"{self._where(node)}: MatMul of two activations is not supported by hls4ml's "
+                    "native layers (it would be silently mis-converted); use a constant weight"
+                )
+            if node.input[0] in self.consts:
+                raise GraphError(f"{self._where(node)}: constant on the left of MatMul; transpose the graph")
+        if node.op_type == "Quant":
+            self.quant_params(node, constant=False)
+
+    def quant_params(self, node, *, constant: bool) -> QuantParams:
+        names = list(node.input)
+        if len(names) != 4 or any(n not in self.consts for n in names[1:]):
+            raise GraphError(f"{self._where(node)}: scale, zero point and bit width must be constants")
+        scale, zeropt, bits = (self.consts[n] for n in names[1:])
+        if scale.size != 1 or zeropt.size != 1 or bits.size != 1:
+            raise GraphError(f"{self._where(node)}: only per-tensor quantization is supported")
+        scale, zeropt, bits = float(scale.ravel()[0]), float(zeropt.ravel()[0]), float(bits.ravel()[0])
+        exp = math.log2(scale) if scale > 0 else float("nan")
+        if not float(exp).is_integer():
+            raise GraphError(f"{self._where(node)}: scale {scale} is not a power of two")
+        if zeropt != 0:
+            raise GraphError(f"{self._where(node)}: zero point {zeropt} is not 0")
+        if not bits.is_integer() or not 2 <= bits <= 48:
+            raise GraphError(f"{self._where(node)}: bit width {bits} not an integer in 2..48")
+        rounding = _attr(node, "rounding_mode", "ROUND")
+        if not constant and rounding != "FLOOR":
+            raise GraphError(
+                f"{self._where(node)}: activation rounding {rounding}; only FLOOR is reproduced exactly "
+                "by every backend (use qpde.quant.ActQuant)"
+            )
+        if rounding not in ("FLOOR", "ROUND"):
+            raise GraphError(f"{self._where(node)}: rounding mode {rounding} not supported")
+        return QuantParams(int(exp), int(bits), bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0)),
+                           rounding)
+
+    # ---- interval analysis --------------------------------------------------------------
+    def _analyse(self) -> dict[str, FixedType]:
+        types: dict[str, FixedType | None] = {self.input_name: None}
+        for node in self.nodes:
+            ins = [types.get(name) for name in node.input if name and name not in self.consts]
+            if node.op_type == "Quant":
+                out = self.quant_params(node, constant=False).type
+            elif any(t is None for t in ins):
+                if node.op_type not in SHAPE_OPS:
+                    raise GraphError(f"{self._where(node)}: input is not quantized; put a Quant node first")
+                out = None
+            elif node.op_type in SHAPE_OPS:
+                out = ins[0]
+            elif node.op_type == "Relu":
+                out = ins[0].relu()
+            elif node.op_type == "MatMul":
+                out = self._matmul_type(node, ins[0])
+            elif node.op_type == "Add":
+                out = self._add_type(node, ins)
+            types[node.output[0]] = out
+        if types.get(self.output_name) is None:
+            raise GraphError(f"{self._where()}: output is not quantized")
+        return types
+
+    def const_type(self, name: str) -> FixedType:
+        """Smallest exact type of a constant tensor (its values are integers · 2^exp)."""
+        values = self.consts[name]
+        exp = _common_exponent(values)
+        ints = np.round(values / 2.0**exp)
+        return FixedType(int(ints.min(initial=0)), int(ints.max(initial=0)), exp)
+
+    def _matmul_type(self, node, x: FixedType) -> FixedType:
+        w_name = node.input[1]
+        w_type = self.const_type(w_name)
+        w_int = np.round(self.consts[w_name] / 2.0**w_type.exp).astype(object)
+        w_int = w_int.reshape(-1, w_int.shape[-1]) if w_int.ndim >= 2 else w_int.reshape(-1, 1)
+        # Bounds per output column over every partial sum: Σ|w|·max|x| bounds any summation order.
+        pos = np.where(w_int > 0, w_int, 0).sum(axis=0)
+        neg = np.where(w_int < 0, w_int, 0).sum(axis=0)
+        hi = max(int(p * x.hi + n * x.lo) for p, n in zip(pos, neg))
+        lo = min(int(p * x.lo + n * x.hi) for p, n in zip(pos, neg))
+        bound = int(np.abs(w_int).sum(axis=0).max()) * x.max_abs
+        self._require_exact(node, bound)
+        return FixedType(lo, hi, x.exp + w_type.exp)
+
+    def _add_type(self, node, ins: list[FixedType]) -> FixedType:
+        if len(ins) == 1:  # activation + constant (a bias)
+            const = next(n for n in node.input if n in self.consts)
+            ins = [ins[0], self.const_type(const)]
+        exp = min(t.exp for t in ins)
+        bounds = [t.align(exp) for t in ins]
+        out = FixedType(sum(b[0] for b in bounds), sum(b[1] for b in bounds), exp)
+        self._require_exact(node, out.max_abs)
+        return out
+
+    def _require_exact(self, node, bound: int) -> None:
+        if bound >= 2**FLOAT64_MANTISSA_BITS:
+            raise GraphError(
+                f"{self._where(node)}: accumulator needs {bound.bit_length()} bits, more than float64's "
+                f"{FLOAT64_MANTISSA_BITS}; the golden cannot be exact (reduce bit widths or fan-in)"
+            )
+
+    # ---- numerical helpers shared by executors --------------------------------------------
+    def _shape_op(self, node, x: np.ndarray, batch: int | None) -> np.ndarray:
+        op = node.op_type
+        if op == "Identity":
+            return x
+        if op == "Transpose":
+            return np.transpose(x, _attr(node, "perm"))
+        if op == "Flatten":
+            axis = _attr(node, "axis", 1)
+            return x.reshape(int(np.prod(x.shape[:axis], dtype=int)), -1)
+        axes = self._axes(node)
+        if op == "Squeeze":
+            return np.squeeze(x, axis=tuple(axes))
+        if op == "Unsqueeze":
+            return np.expand_dims(x, axis=tuple(axes))
+        shape = [int(s) for s in self.consts[node.input[1]]]
+        if batch is not None and shape and shape[0] == 1:
+            shape[0] = batch  # graphs are exported with batch 1; run any batch
+        return x.reshape(shape)
+
+    def _axes(self, node) -> list[int]:
+        if len(node.input) > 1 and node.input[1]:
+            return [int(a) for a in self.consts[node.input[1]]]
+        return list(_attr(node, "axes"))
+
+    def matmul_weight(self, node) -> np.ndarray:
+        return self.consts[node.input[1]]
+
+    def add_const(self, node) -> str | None:
+        return next((n for n in node.input if n in self.consts), None)
+
+    def single_consumer(self, tensor: str):
+        users = self.consumers.get(tensor, [])
+        return users[0] if len(users) == 1 and tensor != self.output_name else None
+
+
+def _common_exponent(values: np.ndarray) -> int:
+    """Largest k such that every value is an integer multiple of 2^k (0 for an all-zero tensor)."""
+    nonzero = np.abs(values[values != 0])
+    if nonzero.size == 0:
+        return 0
+    _, exps = np.frexp(nonzero)  # value = m · 2^e, 0.5 ≤ m < 1; lowest set bit fixes k
+    k = int(exps.max())
+    while k > -1100 and not np.all(np.mod(nonzero, 2.0**k) == 0):
+        k -= 1
+    return k
+
+
+def _load(path: Path) -> ModelWrapper:
+    if not path.is_file():
+        raise GraphError(f"model file not found: {path}")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValueError, … for non-ONNX bytes
+        raise GraphError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
+    if not proto.graph.node:
+        raise GraphError(f"{path}: ONNX graph has no nodes")
+    return ModelWrapper(proto)

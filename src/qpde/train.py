@@ -1,0 +1,134 @@
+"""Float training, then QAT fine-tuning (Brevitas) from the float checkpoint.
+
+Checkpoints carry everything needed to rebuild the model (arch, resolution, shape, scenario), so
+later stages never need the training config."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch import nn
+
+from qpde.config import TrainConfig, Variant
+from qpde.errors import ConfigError, QpdeError
+from qpde.models.fno import FNO1d, FNOConfig
+from qpde.quant import parse_scenario
+
+log = logging.getLogger(__name__)
+
+
+def build_model(arch: str, resolution: int, shape: dict, scenario: str) -> nn.Module:
+    spec = parse_scenario(scenario)
+    if arch == "fno":
+        return FNO1d(resolution, FNOConfig(**shape), spec)
+    raise ConfigError(f"unknown architecture {arch!r}; available: fno")
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    label: str,
+) -> list[dict]:
+    """Adam + cosine decay on MSE; returns per-epoch train/val losses. Deterministic for a seed."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    x, y = (torch.from_numpy(a) for a in train)
+    xv, yv = (torch.from_numpy(a) for a in val)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    steps_per_epoch = max(1, len(x) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    history = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"train {label}", total=epochs)
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(x), generator=generator)
+            total = 0.0
+            for step in range(steps_per_epoch):
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                loss = nn.functional.mse_loss(model(x[idx]), y[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += loss.item()
+            model.eval()
+            with torch.no_grad():
+                val_loss = nn.functional.mse_loss(model(xv), yv).item()
+            if not np.isfinite(val_loss):
+                raise QpdeError(f"training {label} diverged at epoch {epoch} (val loss {val_loss})")
+            history.append({"epoch": epoch, "train_mse": total / steps_per_epoch, "val_mse": val_loss})
+            progress.advance(task)
+    log.info("%s: val mse %.3g after %d epochs", label, history[-1]["val_mse"], epochs)
+    return history
+
+
+def save_checkpoint(path: Path, model: nn.Module, variant: Variant, shape: dict, history: list) -> Path:
+    payload = {
+        "arch": variant.arch,
+        "resolution": variant.resolution,
+        "scenario": variant.scenario,
+        "shape": shape,
+        "state_dict": model.state_dict(),
+        "history": history,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written checkpoint
+    return path
+
+
+def load_checkpoint(path: Path) -> nn.Module:
+    if not Path(path).is_file():
+        raise QpdeError(f"checkpoint not found: {path}; train it with `qpde run`")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(payload["arch"], payload["resolution"], payload["shape"], payload["scenario"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model
+
+
+def train_variant(
+    variant: Variant,
+    shape: dict,
+    cfg: TrainConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    out: Path,
+    float_checkpoint: Path | None = None,
+) -> Path:
+    """Train one variant; quantized ones start from the float checkpoint (QAT fine-tuning)."""
+    model = build_model(variant.arch, variant.resolution, shape, variant.scenario)
+    if parse_scenario(variant.scenario).is_float:
+        epochs, lr = cfg.epochs, cfg.lr
+    else:
+        if float_checkpoint is None:
+            raise ConfigError(f"{variant.id}: QAT needs the float checkpoint (train fp32 first)")
+        float_state = torch.load(float_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        # Quantized models have extra quantizer parameters (learned scales); weights map 1:1.
+        result = model.load_state_dict(float_state, strict=False)
+        if result.unexpected_keys:
+            raise QpdeError(f"{variant.id}: float checkpoint has unexpected keys {result.unexpected_keys}")
+        epochs, lr = cfg.qat_epochs, cfg.qat_lr
+    history = fit(
+        model, train, val, epochs=epochs, lr=lr, batch_size=cfg.batch_size, seed=cfg.seed, label=variant.id
+    )
+    return save_checkpoint(out, model, variant, shape, history)
+
+
+def shape_of(arch: str, cfg) -> dict:
+    """The architecture's shape section of a sweep config, as plain keyword arguments."""
+    return dataclasses.asdict(getattr(cfg, arch))
