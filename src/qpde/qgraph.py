@@ -289,8 +289,8 @@ class QGraph:
             return [int(a) for a in self.consts[node.input[1]]]
         return list(_attr(node, "axes"))
 
-    def matmul_weight(self, node) -> np.ndarray:
-        return self.consts[node.input[1]]
+    def _attr_perm(self, node) -> list[int]:
+        return list(_attr(node, "perm"))
 
     def add_const(self, node) -> str | None:
         return next((n for n in node.input if n in self.consts), None)

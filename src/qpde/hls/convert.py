@@ -1,0 +1,205 @@
+"""Map a checked QGraph onto hls4ml layers with exact precisions, and build the hls4ml project.
+
+qpde builds hls4ml's layer list itself (the same list hls4ml's own ONNX frontend produces) so that
+precisions come from QGraph's exact interval analysis:
+- a layer's inputs/outputs are the Quant node types (ap_fixed<b, b+exp, AP_TRN, AP_SAT>: floor and
+  saturate exactly as QONNX's FLOOR Quant); a Quant that is the only consumer of a layer's output
+  is folded into that layer's result type, since hls4ml casts every result to result_t;
+- accumulators hold Σ|w|·max|x| + |bias| at the finer of the product and bias LSBs, so no partial
+  sum can overflow or round in any summation order;
+- intermediate results without a Quant get their exact interval type (they never round or wrap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qpde.config import HLSConfig
+from qpde.errors import GraphError, ToolError
+from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
+
+log = logging.getLogger(__name__)
+PROJECT_NAME = "myproject"
+
+
+def _name(tensor_or_node: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", tensor_or_node)
+
+
+def _quant_type(graph: QGraph, node) -> str:
+    return graph.quant_params(node, constant=False).type.ap_type("AP_TRN", "AP_SAT")
+
+
+def _accum_type(graph: QGraph, matmul, x: FixedType, bias: str | None) -> FixedType:
+    w = graph.consts[matmul.input[1]]
+    w_type = graph.const_type(matmul.input[1])
+    bound = int(np.abs(np.round(w / 2.0**w_type.exp)).sum(axis=0).max()) * x.max_abs
+    exp = x.exp + w_type.exp
+    if bias is not None:
+        b_type = graph.const_type(bias)
+        new_exp = min(exp, b_type.exp)
+        bound = (bound << (exp - new_exp)) + (b_type.max_abs << (b_type.exp - new_exp))
+        exp = new_exp
+    return FixedType(-bound, bound, exp)
+
+
+@dataclass
+class _Fold:
+    """A run of QONNX nodes that becomes one hls4ml layer."""
+
+    nodes: list
+    output: str
+    result: str
+
+
+def _fold_quant(graph: QGraph, nodes: list, tensor: str, exact: FixedType) -> _Fold:
+    """Absorb a following Quant when it is the only consumer of `tensor`."""
+    nxt = graph.single_consumer(tensor)
+    if nxt is not None and nxt.op_type == "Quant":
+        return _Fold(nodes + [nxt], nxt.output[0], _quant_type(graph, nxt))
+    return _Fold(nodes, tensor, exact.ap_type())
+
+
+def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
+    """hls4ml layer dicts, per-layer precision config, input layer name, output layer name."""
+    first_quant = next((n for n in graph.nodes if n.op_type == "Quant"), None)
+    if first_quant is None:
+        raise GraphError("model has no input quantizer")
+    in_tensor = first_quant.output[0]
+    in_name = _name(in_tensor)
+    in_shape = graph.model.get_tensor_shape(in_tensor)[1:]
+    # Layers are named after the tensor they produce: hls4ml keys result variables by layer name.
+    layers = [{"class_name": "InputLayer", "name": in_name, "input_shape": list(in_shape), "outputs": [in_name]}]
+    precision = {in_name: {"result": _quant_type(graph, first_quant)}}
+    producer = {in_tensor: in_name}
+    done = set()
+    started = False
+    for node in graph.nodes:
+        if node is first_quant:
+            started = True
+            continue
+        if not started or id(node) in done:
+            if not started and node.op_type not in SHAPE_OPS:
+                raise GraphError(f"node {node.name} ({node.op_type}) comes before the input quantizer")
+            continue
+        x = node.input[0]
+        if x not in producer:
+            raise GraphError(f"node {node.name}: input {x} is not produced by a mapped layer")
+        x_type = graph.types[x]
+        layer = {"inputs": [producer[x]]}
+        prec: dict[str, str] = {}
+        if node.op_type == "MatMul":
+            weight = graph.consts[node.input[1]]
+            if weight.ndim != 2:
+                raise GraphError(f"node {node.name}: weight of rank {weight.ndim}; only 2-D weights map to Dense")
+            nodes, tensor, bias = [node], node.output[0], None
+            nxt = graph.single_consumer(tensor)
+            if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+                bias = graph.add_const(nxt)
+                nodes, tensor = nodes + [nxt], nxt.output[0]
+            fold = _fold_quant(graph, nodes, tensor, graph.types[tensor])
+            bias_data = graph.consts[bias].reshape(-1) if bias else np.zeros(weight.shape[1])
+            if bias_data.size != weight.shape[1]:
+                raise GraphError(f"node {node.name}: bias of size {bias_data.size} for {weight.shape[1]} outputs")
+            layer.update(
+                class_name="Dense", n_in=weight.shape[0], n_out=weight.shape[1], weight_data=weight,
+                bias_data=bias_data, use_bias=True,
+            )
+            w_type = graph.const_type(node.input[1])
+            b_type = graph.const_type(bias) if bias else FixedType(0, 0, w_type.exp)
+            prec = {
+                "weight": w_type.ap_type(),
+                "bias": b_type.ap_type(),
+                "accum": _accum_type(graph, node, x_type, bias).ap_type(),
+                "result": fold.result,
+            }
+        elif node.op_type == "Add":
+            if graph.add_const(node) is not None:
+                raise GraphError(f"node {node.name}: constant Add without a preceding MatMul is not mapped")
+            other = node.input[1]
+            if other not in producer:
+                raise GraphError(f"node {node.name}: input {other} is not produced by a mapped layer")
+            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+            layer.update(class_name="Merge", op="add", inputs=[producer[x], producer[other]])
+            prec = {"result": fold.result}
+        elif node.op_type == "Relu":
+            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+            layer.update(class_name="Activation", activation="relu", n_in=int(np.prod(graph.model.get_tensor_shape(x)[1:])))
+            prec = {"result": fold.result}
+        elif node.op_type == "Quant":
+            fold = _Fold([node], node.output[0], _quant_type(graph, node))
+            layer.update(class_name="Activation", activation="linear", n_in=int(np.prod(graph.model.get_tensor_shape(x)[1:])))
+            prec = {"result": fold.result}
+        elif node.op_type == "Transpose":
+            perm = [p - 1 for p in graph._attr_perm(node)[1:]]
+            fold = _Fold([node], node.output[0], x_type.ap_type())
+            layer.update(class_name="Transpose", perm=perm)
+            prec = {"result": fold.result}
+        elif node.op_type in SHAPE_OPS:
+            fold = _Fold([node], node.output[0], x_type.ap_type())
+            target = [int(s) for s in graph.model.get_tensor_shape(node.output[0])[1:]]
+            layer.update(class_name="Reshape", target_shape=target)
+            prec = {"result": fold.result}
+        else:
+            raise GraphError(f"node {node.name} ({node.op_type}) has no hls4ml mapping")
+        done.update(id(n) for n in fold.nodes)
+        layer["name"] = _name(fold.output)
+        layer["outputs"] = [layer["name"]]
+        producer[fold.output] = layer["name"]
+        precision[layer["name"]] = prec
+        layers.append(layer)
+    if graph.output_name not in producer:
+        raise GraphError("graph output is not produced by a mapped layer")
+    return layers, precision, in_name, producer[graph.output_name]
+
+
+@dataclass
+class HLSProject:
+    """A written hls4ml project and its compiled C-simulation library."""
+
+    path: Path
+    hls_model: object  # hls4ml ModelGraph
+
+    def predict(self, x_quantized: np.ndarray) -> np.ndarray:
+        """C-simulate on already-quantized inputs [n, *input_shape]; float64 keeps every bit."""
+        x = np.ascontiguousarray(x_quantized, dtype=np.float64)
+        with contextlib.redirect_stdout(io.StringIO()):
+            y = self.hls_model.predict(x)
+        return np.asarray(y, dtype=np.float64).reshape(x.shape[0], -1)
+
+
+def build_project(graph: QGraph, out_dir: Path, cfg: HLSConfig, *, compile: bool = True) -> HLSProject:
+    """Write the hls4ml project to out_dir and (by default) compile its C simulation with g++."""
+    import hls4ml
+    from hls4ml.model import ModelGraph
+    from hls4ml.utils.config import create_config
+
+    if shutil.which("g++") is None and compile:
+        raise ToolError("g++ not found: hls4ml's C simulation needs a C++ compiler (apt-get install g++)")
+    layers, precision, in_name, out_name = layer_list(graph)
+    config = create_config(
+        output_dir=str(out_dir), project_name=PROJECT_NAME, backend=cfg.backend, part=cfg.part,
+        clock_period=cfg.clock_period_ns, io_type="io_stream",
+    )
+    config["HLSConfig"] = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": cfg.reuse_factor, "Strategy": cfg.strategy},
+        "LayerName": {name: {"Precision": p, "ReuseFactor": cfg.reuse_factor} for name, p in precision.items()},
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        hls_model = ModelGraph.from_layer_list(config, layers, inputs=[in_name], outputs=[out_name])
+        hls_model.write()
+        if compile:
+            try:
+                hls_model.compile()
+            except Exception as exc:  # hls4ml raises plain Exception with the compiler's message
+                raise ToolError(f"hls4ml C-simulation build failed in {out_dir}: {exc}") from exc
+    log.info("hls4ml %s project written to %s", hls4ml.__version__, out_dir)
+    return HLSProject(Path(out_dir), hls_model)
