@@ -59,16 +59,23 @@ class WeightQuant(Int8WeightPerTensorFixedPoint):
     """Signed, narrow range, per-tensor power-of-two scale from max |w|, round to nearest."""
 
 
+# Brevitas clamps scales at 1e-10 *after* the power-of-two restriction, which yields a scale that is
+# not a power of two when a wide (a32) activation has a small range; clamp at a power of two instead.
+MIN_SCALE = 2.0**-64
+
+
 class ActQuant(Int8ActPerTensorFixedPoint):
     """Signed activation, learned power-of-two scale, FLOOR rounding, saturating."""
 
     float_to_int_impl_type = FloatToIntImplType.FLOOR
+    scaling_min_val = MIN_SCALE
 
 
 class UnsignedActQuant(Uint8ActPerTensorFixedPoint):
     """Unsigned activation after ReLU, learned power-of-two scale, FLOOR rounding, saturating."""
 
     float_to_int_impl_type = FloatToIntImplType.FLOOR
+    scaling_min_val = MIN_SCALE
 
 
 class BiasQuant(Int8BiasPerTensorFixedPointInternalScaling):

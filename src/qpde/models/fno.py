@@ -44,6 +44,9 @@ def dft_matrices(n: int, modes: int) -> tuple[np.ndarray, np.ndarray]:
     forward = np.concatenate([np.cos(phase), -np.sin(phase)], axis=0) / n
     weight = np.where(np.arange(modes) == 0, 1.0, 2.0)[:, None]
     inverse = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)], axis=0).T
+    # sin(πk)-style round-off (~1e-16) would be nonzero weights in float: make true zeros zero.
+    for matrix in (forward, inverse):
+        matrix[np.abs(matrix) < 1e-12] = 0.0
     return forward, inverse
 
 

@@ -1,0 +1,175 @@
+"""Command line: `qpde run/data/csim/report`. Library functions do the work; errors become one
+line on stderr and a non-zero exit code (1: simulation mismatch, 2: any other error)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from qpde.errors import ConfigError, MismatchError, QpdeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural PDE solvers → verified FPGA accelerators.")
+console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)], force=True,
+    )
+
+
+def cli_errors(func):
+    """Turn qpde's typed errors into one line and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MismatchError as exc:
+            console.print(f"[red]mismatch:[/red] {exc}")
+            raise typer.Exit(1) from None
+        except (QpdeError, FileNotFoundError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Root folder for models/, hls/, sim/, bitstreams/, reports.")]
+
+
+@app.command()
+@cli_errors
+def run(
+    config: Annotated[Path | None, typer.Argument(help="Sweep TOML; default: the embedded quick Burgers FNO sweep.")] = None,
+    out: OutDir = Path("."),
+    verbose: Verbose = False,
+) -> None:
+    """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report."""
+    from qpde.config import load_config
+    from qpde.pipeline import run_sweep
+
+    _setup_logging(verbose)
+    cfg = load_config(config)
+    start = time.perf_counter()
+
+    def announce(variant, stage):
+        console.print(f"[bold]{variant.id}[/bold]: {stage}")
+
+    csv = run_sweep(cfg, out, on_variant=announce)
+    _print_summary(csv)
+    console.print(f"done in {time.perf_counter() - start:.0f} s: {csv}, {csv.parent / 'report.md'}, "
+                  f"{csv.parent / 'pareto.png'}")
+
+
+def _print_summary(csv: Path) -> None:
+    import pandas as pd
+    from rich.table import Table
+
+    df = pd.read_csv(csv)
+    table = Table(title="results")
+    cols = ["variant", "backend", "bops", "nrmse", "csim_samples", "csim_mismatches", "lut"]
+    for col in cols:
+        table.add_column(col)
+    for _, row in df.iterrows():
+        table.add_row(*("" if pd.isna(row[c]) else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
+                        for c in cols))
+    Console().print(table)
+
+
+@app.command()
+@cli_errors
+def csim(
+    target: Annotated[str, typer.Argument(help="Variant id (e.g. burgers-fno-w4a8-r64) or a .qonnx.onnx file.")],
+    inputs: Annotated[Path | None, typer.Option(help="Raw float model inputs [n, N] (.npy).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write C-sim outputs here (.npy).")] = None,
+    root: Annotated[Path, typer.Option(help="Root folder of the sweep's artifacts.")] = Path("."),
+    config: Annotated[Path | None, typer.Option(help="Sweep TOML the variant came from (for its test set).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """C-simulate a variant: given inputs → outputs; no inputs → the whole test-set verdict.
+    Every output is compared with the exact golden; exit code 1 on any mismatch."""
+    import numpy as np
+
+    from qpde import golden
+    from qpde.config import HLSConfig, Variant, load_config
+    from qpde.hls import build_project
+    from qpde.pipeline import Layout
+    from qpde.qgraph import QGraph
+    from qpde.sim import compare, csim_outputs
+
+    _setup_logging(verbose)
+    layout = Layout(root)
+    cfg = load_config(config)
+    if target.endswith(".onnx"):
+        onnx_path, variant = Path(target), None
+        hls_dir = root / "hls" / Path(target).name.removesuffix(".onnx").removesuffix(".qonnx")
+    else:
+        variant = Variant.parse(target)
+        onnx_path = layout.models(variant) / f"{variant.id}.qonnx.onnx"
+        if not onnx_path.is_file():
+            raise QpdeError(f"{onnx_path} not found: run `qpde run` for {variant.id} first (or pass --root)")
+        hls_dir = layout.hls(variant)
+    graph = QGraph(onnx_path)
+    if inputs is not None:
+        if not inputs.is_file():
+            raise QpdeError(f"inputs file not found: {inputs}")
+        x = np.load(inputs)
+    elif variant is not None:
+        from qpde.pipeline import Sweep
+
+        test, _ = Sweep(cfg, root).split(variant.dataset, "test")
+        x = test.step_inputs(variant.resolution)
+    else:
+        raise ConfigError("a .onnx file has no test set: pass --inputs X.npy (raw model inputs)")
+    project = build_project(graph, hls_dir, cfg.hls if variant else HLSConfig())
+    outputs = csim_outputs(graph, project, x)
+    if out_file is not None:
+        np.save(out_file, outputs)
+    verdict = compare("hls4ml-csim", golden.run(graph, x), outputs)
+    if variant is not None and inputs is None:
+        verdict.save(layout.sim(variant) / "csim_verdict.json")
+    console.print(f"{verdict.samples} samples, {verdict.mismatching_samples} mismatching the golden")
+    if not verdict.exact:
+        raise MismatchError(f"{verdict.mismatching_samples} of {verdict.samples} samples differ "
+                            f"(first at index {verdict.first_mismatch_index})")
+
+
+@app.command()
+@cli_errors
+def report(out: OutDir = Path("."), verbose: Verbose = False) -> None:
+    """Write results.csv, report.md and pareto.png from the artifacts under --out."""
+    from qpde.report import write_report
+
+    _setup_logging(verbose)
+    csv = write_report(out)
+    _print_summary(csv)
+
+
+def _register_optional() -> None:
+    try:
+        from qpde.data.cli import data_command
+    except ImportError:
+        return
+    app.command("data")(cli_errors(data_command))
+
+
+_register_optional()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,250 @@
+"""`qpde run`: the sweep as a list of stage functions over one config, each cached and resumable.
+
+Each stage writes its artifact atomically next to a stamp holding the fingerprint of its inputs
+(config slice, upstream fingerprints, tool versions). A rerun skips every stage whose stamp
+matches, so an interrupted sweep resumes and a changed input recomputes only what depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qpde import __version__
+from qpde.config import SweepConfig, Variant, fingerprint
+from qpde.errors import QpdeError
+from qpde.quant import parse_scenario
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where artifacts live: the design card's top-level folders, one entry per variant id."""
+
+    root: Path
+
+    def data_file(self, dataset: str, key: str) -> Path:
+        return self.root / "data" / f"{dataset}-{key}.h5"
+
+    def models(self, variant: Variant) -> Path:
+        return self.root / "models" / variant.id
+
+    def hls(self, variant: Variant) -> Path:
+        return self.root / "hls" / variant.id
+
+    def sim(self, variant: Variant) -> Path:
+        return self.root / "sim" / variant.id
+
+    def bitstreams(self, variant: Variant) -> Path:
+        return self.root / "bitstreams" / variant.id
+
+
+def _write_json(path: Path, payload) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def cached(artifact: Path, key: str, make: Callable[[], object]) -> bool:
+    """Run `make` unless `artifact` exists with a stamp of the same key. True if it ran."""
+    stamp = artifact.parent / f".{artifact.name}.stamp"
+    if artifact.exists() and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+        return False
+    make()
+    if not artifact.exists():
+        raise QpdeError(f"stage did not produce {artifact}")
+    _write_json(stamp, {"key": key})
+    return True
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (only work actually done; cache hits cost ~0)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, start: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def ensure_data(cfg: SweepConfig, dataset: str, layout: Layout) -> tuple[Path, str]:
+    from qpde.data import generate
+
+    data_cfg = cfg.data_for(dataset)
+    if data_cfg.file:
+        path = Path(data_cfg.file)
+        return path, fingerprint(str(path.resolve()), path.stat().st_mtime if path.exists() else None)
+    key = fingerprint(dataset, data_cfg)
+    path = layout.data_file(dataset, key)
+    cached(path, key, lambda: generate(
+        dataset, path, samples=data_cfg.samples, resolution=data_cfg.resolution, seed=data_cfg.seed,
+        **data_cfg.params,
+    ))
+    return path, key
+
+
+class Sweep:
+    """Runs the stages of a sweep for every variant, recording per-stage times."""
+
+    def __init__(self, cfg: SweepConfig, root: Path):
+        self.cfg, self.layout, self.times = cfg, Layout(Path(root)), StageTimes()
+        self._splits: dict = {}
+
+    # ---- data ------------------------------------------------------------------------------
+    def split(self, dataset: str, name: str):
+        from qpde.data import open_dataset
+        from qpde.task import load_split
+
+        if (dataset, name) not in self._splits:
+            start = time.perf_counter()
+            path, key = ensure_data(self.cfg, dataset, self.layout)
+            self.times.add("data", start)
+            with open_dataset(path) as handle:
+                self._splits[(dataset, name)] = (load_split(handle, name, self.cfg.data_for(dataset).seed), key)
+        return self._splits[(dataset, name)]
+
+    # ---- training ----------------------------------------------------------------------------
+    def train_key(self, variant: Variant) -> str:
+        _, data_key = self.split(variant.dataset, "train")
+        shape = getattr(self.cfg, variant.arch)
+        base = fingerprint(data_key, variant.arch, variant.resolution, shape, self.cfg.train, __version__)
+        if parse_scenario(variant.scenario).is_float:
+            return base
+        return fingerprint(base, variant.scenario)
+
+    def checkpoint(self, variant: Variant) -> Path:
+        from qpde.train import shape_of, train_variant
+
+        path = self.layout.models(variant) / "checkpoint.pt"
+        float_variant = Variant(variant.dataset, variant.arch, "fp32", variant.resolution)
+        float_ckpt = None if variant == float_variant else self.checkpoint(float_variant)
+        train, _ = self.split(variant.dataset, "train")
+        val, _ = self.split(variant.dataset, "val")
+
+        def make():
+            start = time.perf_counter()
+            train_variant(
+                variant, shape_of(variant.arch, self.cfg), self.cfg.train, train.pairs(variant.resolution),
+                val.pairs(variant.resolution), path, float_ckpt,
+            )
+            self.times.add("train" if float_ckpt is None else "qat", start)
+
+        cached(path, self.train_key(variant), make)
+        return path
+
+    # ---- export, accuracy, cost --------------------------------------------------------------
+    def qonnx(self, variant: Variant) -> Path:
+        from qpde.export import export_model
+        from qpde.train import load_checkpoint
+
+        path = self.layout.models(variant) / f"{variant.id}.qonnx.onnx"
+        ckpt = self.checkpoint(variant)
+
+        def make():
+            start = time.perf_counter()
+            export_model(load_checkpoint(ckpt), variant.resolution, path)
+            self.times.add("export", start)
+
+        cached(path, fingerprint(self.train_key(variant), "export"), make)
+        return path
+
+    def metrics(self, variant: Variant) -> dict:
+        """Test-set accuracy and cost; quantized models are evaluated with the exact golden, i.e.
+        exactly as the accelerator computes."""
+        import torch
+
+        from qpde.cost import total_cost
+        from qpde.task import evaluate
+        from qpde.train import load_checkpoint
+
+        path = self.layout.models(variant) / "metrics.json"
+        spec = parse_scenario(variant.scenario)
+        ckpt = self.checkpoint(variant)
+        onnx_path = None if spec.is_float else self.qonnx(variant)
+
+        def make():
+            start = time.perf_counter()
+            model = load_checkpoint(ckpt)
+            test, _ = self.split(variant.dataset, "test")
+            if onnx_path is None:
+                def predict(x):
+                    with torch.no_grad():
+                        return model(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy().astype(np.float64)
+                evaluator = "pytorch-float32"
+            else:
+                from qpde import golden
+                from qpde.qgraph import QGraph
+
+                graph = QGraph(onnx_path)
+                predict = lambda x: golden.run(graph, x)  # noqa: E731
+                evaluator = "golden-exact"
+            result = {**evaluate(predict, test, variant.resolution), **total_cost(model, spec), "evaluator": evaluator}
+            _write_json(path, result)
+            self.times.add("evaluate", start)
+
+        cached(path, fingerprint(self.train_key(variant), "metrics"), make)
+        return json.loads(path.read_text())
+
+    # ---- hls4ml + C-sim ------------------------------------------------------------------------
+    def csim(self, variant: Variant) -> dict:
+        import hls4ml
+
+        from qpde.hls import build_project
+        from qpde.qgraph import QGraph
+        from qpde.sim import csim_verdict
+
+        path = self.layout.sim(variant) / "csim_verdict.json"
+        onnx_path = self.qonnx(variant)
+        key = fingerprint(self.train_key(variant), self.cfg.hls, hls4ml.__version__, "csim")
+
+        def make():
+            start = time.perf_counter()
+            graph = QGraph(onnx_path)
+            project = build_project(graph, self.layout.hls(variant), self.cfg.hls)
+            self.times.add("hls_build", start)
+            start = time.perf_counter()
+            test, _ = self.split(variant.dataset, "test")
+            verdict = csim_verdict(graph, project, test.step_inputs(variant.resolution))
+            verdict.save(path)
+            self.times.add("csim", start)
+
+        cached(path, key, make)
+        return json.loads(path.read_text())
+
+
+def run_sweep(cfg: SweepConfig, root: Path, *, on_variant: Callable[[Variant, str], None] | None = None) -> Path:
+    """Every stage for every variant, then the report. A failing hardware stage of one variant is
+    recorded (sim/<id>/<backend>.error) for its row and the sweep goes on; nothing finished is lost."""
+    from qpde.report import write_report
+
+    sweep = Sweep(cfg, root)
+    variants = cfg.variants()
+    for variant in variants:
+        if on_variant:
+            on_variant(variant, "train")
+        sweep.metrics(variant)
+        if parse_scenario(variant.scenario).is_float:
+            continue
+        for backend in cfg.backends:
+            if on_variant:
+                on_variant(variant, backend)
+            error = sweep.layout.sim(variant) / f"{backend}.error"
+            try:
+                sweep.csim(variant)
+                error.unlink(missing_ok=True)
+            except QpdeError as exc:
+                log.error("%s: %s", variant.id, exc)
+                error.parent.mkdir(parents=True, exist_ok=True)
+                error.write_text(str(exc))
+    _write_json(Path(root) / "sim" / "stage_times.json", sweep.times.seconds)
+    return write_report(Path(root), [v.id for v in variants])

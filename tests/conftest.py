@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny trained-enough quantized FNOs exported to QONNX (cached per session)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qpde.export import export_model
+from qpde.models.fno import FNO1d, FNOConfig
+from qpde.quant import parse_scenario
+
+TINY = FNOConfig(width=4, modes=4, layers=2, proj=8)
+TINY_N = 16
+
+
+def calibrated_fno(scenario: str, seed: int = 0, n: int = TINY_N, shape: FNOConfig = TINY) -> FNO1d:
+    """A tiny FNO whose activation scales are calibrated (Brevitas collects stats for 30 steps)."""
+    torch.manual_seed(seed)
+    model = FNO1d(n, shape, parse_scenario(scenario))
+    model.train()
+    with torch.no_grad():
+        for _ in range(32):
+            model(torch.randn(8, n))
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_qonnx(tmp_path_factory):
+    """scenario → (Brevitas model, path of its cleaned QONNX export)."""
+    cache = {}
+    root = tmp_path_factory.mktemp("qonnx")
+
+    def get(scenario: str):
+        if scenario not in cache:
+            model = calibrated_fno(scenario)
+            cache[scenario] = (model, export_model(model, TINY_N, root / f"{scenario}.qonnx.onnx"))
+        return cache[scenario]
+
+    return get
+
+
+def edge_inputs(graph, n_random: int = 64, seed: int = 0) -> np.ndarray:
+    """Inputs that hit the first quantizer's edges: every level, ties half an LSB above each level,
+    just below each level, saturation far out, plus random fields. All float32-representable, so
+    float32 consumers (Brevitas, onnxruntime) see the same values as the float64 golden."""
+    from qpde.golden import run_prefix
+
+    quant = next(n for n in graph.nodes if n.op_type == "Quant")
+    params = graph.quant_params(quant, constant=False)
+    levels = np.arange(params.qmin, params.qmax + 1, max(1, (params.qmax - params.qmin) // 64)) * params.scale
+    n = graph.input_shape[1]
+    candidates = np.concatenate([levels, levels + params.scale / 2, levels - params.scale * 2.0**-10,
+                                 [params.qmin * params.scale * 4, params.qmax * params.scale * 4]])
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(candidates, size=n) for _ in range(32)]
+    rows += [np.full(n, params.qmax * params.scale * 8), np.full(n, params.qmin * params.scale * 8)]
+    rows += list(rng.normal(0, 1, size=(n_random, n)))
+    run_prefix(graph, np.zeros((1, n)), quant)  # the input must reach the quantizer through shape ops only
+    return np.asarray(rows, dtype=np.float32).astype(np.float64)
