@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything qpde needs: .venv with qpde and its pinned dependencies (CPU torch), and the
+# open EDA tools from Debian when they are missing. Safe to rerun.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "install.sh: Python 3.11 not found (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+# System packages: a C++ compiler for hls4ml's C simulation, Yosys and Icarus Verilog for RTL.
+missing=()
+command -v g++ >/dev/null || missing+=(g++)
+command -v make >/dev/null || missing+=(make)
+command -v yosys >/dev/null || missing+=(yosys)
+command -v iverilog >/dev/null || missing+=(iverilog)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+    echo "install.sh: missing ${missing[*]} and no root/sudo to apt-get install them" >&2; exit 1
+  fi
+  echo "install.sh: apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# CPU build of torch: a local wheel when the machine has one, else PyTorch's CPU index.
+if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__ != "2.13.0+cpu")' 2>/dev/null; then
+  wheel=$(ls /opt/wheels/torch-2.13.0+cpu-cp311-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -n "$wheel" ]; then
+    .venv/bin/python -m pip install -q "$wheel"
+  else
+    .venv/bin/python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/qpde --help >/dev/null
+echo "install.sh: done. Run the tests with: .venv/bin/pytest"
