@@ -53,14 +53,22 @@ OutDir = Annotated[Path, typer.Option("--out", help="Root folder for models/, hl
 def run(
     config: Annotated[Path | None, typer.Argument(help="Sweep TOML; default: the embedded quick Burgers FNO sweep.")] = None,
     out: OutDir = Path("."),
+    datasets: Annotated[str | None, typer.Option(help="Comma list overriding the config's datasets.")] = None,
+    archs: Annotated[str | None, typer.Option(help="Comma list overriding the config's architectures.")] = None,
+    scenarios: Annotated[str | None, typer.Option(help="Comma list, e.g. fp32,w4a8,w8a8.")] = None,
+    resolutions: Annotated[str | None, typer.Option(help="Comma list of model resolutions, e.g. 64,32.")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma list of hardware backends, e.g. hls4ml.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report."""
-    from qpde.config import load_config
+    from qpde.config import load_config, with_overrides
     from qpde.pipeline import run_sweep
 
     _setup_logging(verbose)
-    cfg = load_config(config)
+    cfg = with_overrides(
+        load_config(config), datasets=datasets, archs=archs, scenarios=scenarios, resolutions=resolutions,
+        backends=backends,
+    )
     start = time.perf_counter()
 
     def announce(variant, stage):

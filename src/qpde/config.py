@@ -161,6 +161,26 @@ def load_config(path: Path | None) -> SweepConfig:
     return config_from_dict(raw, str(path))
 
 
+def with_overrides(cfg: SweepConfig, **lists: str | None) -> SweepConfig:
+    """Replace sweep axes by comma lists from the command line (None keeps the config's)."""
+    changes = {}
+    for key, text in lists.items():
+        if text is None:
+            continue
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if not items:
+            raise ConfigError(f"--{key} is empty")
+        if key == "resolutions":
+            try:
+                items = tuple(int(item) for item in items)
+            except ValueError as exc:
+                raise ConfigError(f"--resolutions must be integers, got {text!r}") from exc
+        changes[key] = items
+    new = dataclasses.replace(cfg, **changes)
+    validate(new, "command line")
+    return new
+
+
 def fingerprint(*parts: Any) -> str:
     """Short stable hash of config slices and upstream fingerprints: the cache key of a stage."""
 
