@@ -1,0 +1,117 @@
+"""End to end: `qpde run` on a tiny sweep, bit-exact C-sim on the whole test set, resumable."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from qpde.cli import app
+
+TINY_SWEEP = """
+name = "tiny"
+datasets = ["burgers"]
+archs = ["fno"]
+scenarios = {scenarios}
+resolutions = [16]
+backends = ["hls4ml"]
+
+[data.burgers]
+samples = 10
+resolution = 32
+seed = 1
+params = {{ nu = 0.05, n_times = 5 }}
+
+[fno]
+width = 4
+modes = 4
+layers = 1
+proj = 8
+
+[train]
+epochs = 2
+qat_epochs = 2
+batch_size = 8
+"""
+
+runner = CliRunner()
+
+
+def _write(tmp_path, scenarios):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SWEEP.format(scenarios=json.dumps(scenarios)))
+    return path
+
+
+@pytest.mark.slow
+def test_run_then_rerun_reuses_everything(tmp_path):
+    config = _write(tmp_path, ["fp32", "w4a4", "w8a32"])
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["run", str(config), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["variant"]) == {f"burgers-fno-{s}-r16" for s in ("fp32", "w4a4", "w8a32")}
+    hw = df[df["backend"] == "hls4ml"]
+    assert len(hw) == 2
+    # 1 test trajectory × 4 steps = 4 fields per variant, every one identical to the golden.
+    assert (hw["csim_samples"] == 4).all() and (hw["csim_mismatches"] == 0).all()
+    assert df["lut"].isna().all()  # no synthesis ran: empty, never 0
+    assert (out / "report.md").is_file() and (out / "pareto.png").stat().st_size > 1000
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".pt", ".onnx", ".json")
+              and p.name != "stage_times.json"}
+    second = runner.invoke(app, ["run", str(config), "--out", str(out)])
+    assert second.exit_code == 0, second.output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
+    assert json.loads((out / "sim" / "stage_times.json").read_text()).get("train", 0) == 0
+
+    # qpde csim on the variant: test-set verdict, and arbitrary inputs → outputs
+    verdict = runner.invoke(app, ["csim", "burgers-fno-w4a4-r16", "--root", str(out), "--config", str(config)])
+    assert verdict.exit_code == 0, verdict.output
+    assert "4 samples, 0 mismatching" in verdict.output
+    x = np.random.default_rng(0).normal(size=(5, 16))
+    np.save(tmp_path / "x.npy", x)
+    given = runner.invoke(app, ["csim", "burgers-fno-w8a32-r16", "--root", str(out), "--config", str(config),
+                                "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")])
+    assert given.exit_code == 0, given.output
+    assert np.load(tmp_path / "y.npy").shape == (5, 16)
+
+
+def test_unknown_scenario_in_config_is_one_line_error(tmp_path):
+    config = _write(tmp_path, ["fp32", "w3a99"])
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "w3a99" in result.output and "Traceback" not in result.output
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("scenarioz = ['w4a4']\n")
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and "scenarioz" in result.output
+
+
+def test_csim_of_malformed_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.qonnx.onnx"
+    bad.write_bytes(b"not onnx")
+    np.save(tmp_path / "x.npy", np.zeros((1, 16)))
+    result = runner.invoke(app, ["csim", str(bad), "--inputs", str(tmp_path / "x.npy")])
+    assert result.exit_code == 2 and "bad.qonnx.onnx" in result.output
+
+
+def test_csim_of_onnx_with_inputs(tiny_qonnx, tmp_path):
+    _, path = tiny_qonnx("w4a8")
+    x = np.random.default_rng(1).normal(size=(3, 16))
+    np.save(tmp_path / "x.npy", x)
+    result = runner.invoke(app, ["csim", str(path), "--inputs", str(tmp_path / "x.npy"),
+                                 "--out", str(tmp_path / "y.npy"), "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    from qpde import golden
+    from qpde.qgraph import QGraph
+
+    assert np.array_equal(np.load(tmp_path / "y.npy"), golden.run(QGraph(path), x))
+
+
+def test_run_override_with_bad_resolution(tmp_path):
+    result = runner.invoke(app, ["run", "--resolutions", "sixty"])
+    assert result.exit_code == 2 and "resolutions" in result.output
