@@ -18,6 +18,8 @@ from qpde.passes import GemmToMatMulAdd
 from qpde.qgraph import QGraph
 
 log = logging.getLogger(__name__)
+# torch.onnx logs a warning per torchvision op it skips: noise for a model with none of them.
+logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
 def export_model(model: torch.nn.Module, resolution: int, path: Path) -> Path:
