@@ -9,7 +9,11 @@ nearest (Brevitas' default) before export; their exactness is in the exported in
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
+
+# Brevitas warns at import about an optional CUDA kernel package irrelevant on CPU.
+warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
 
 from brevitas.inject.enum import FloatToIntImplType
 from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
