@@ -85,14 +85,18 @@ def _print_summary(csv: Path) -> None:
     from rich.table import Table
 
     df = pd.read_csv(csv)
-    table = Table(title="results")
-    cols = ["variant", "backend", "bops", "nrmse", "csim_samples", "csim_mismatches", "lut"]
-    for col in cols:
-        table.add_column(col)
+    table = Table(title=f"results ({csv})")
+    for col in ("variant", "backend", "BOPs", "nRMSE", "C-sim mismatches", "LUT"):
+        table.add_column(col, no_wrap=col == "variant")
+
+    def cell(value, fmt="{}"):
+        return "" if pd.isna(value) else fmt.format(value)
+
     for _, row in df.iterrows():
-        table.add_row(*("" if pd.isna(row[c]) else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
-                        for c in cols))
-    Console().print(table)
+        csim = "" if pd.isna(row["csim_samples"]) else f"{int(row['csim_mismatches'])} / {int(row['csim_samples'])}"
+        table.add_row(row["variant"], row["backend"], cell(row["bops"], "{:.3g}"), cell(row["nrmse"], "{:.4f}"),
+                      csim, cell(row["lut"], "{:.0f}"))
+    Console(width=max(100, Console().width)).print(table)
 
 
 @app.command()

@@ -34,7 +34,7 @@ class DataConfig:
 class TrainConfig:
     """Float training, then QAT fine-tuning from the float checkpoint."""
 
-    epochs: int = 30
+    epochs: int = 100
     qat_epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3

@@ -106,8 +106,9 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     if not front.empty:
         ax.plot(front["bops"], front["nrmse"], "k--", lw=1, label="Pareto front")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("BOPs per solved field (bit operations, log scale)")
-    ax.set_ylabel("one-step nRMSE (test set, reference grid)")
+    ax.set_ylabel("one-step nRMSE (test set, reference grid, log scale)")
     ax.set_title("Accuracy vs integer cost")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -29,6 +29,7 @@ class FNOConfig:
     modes: int = 8  # Fourier modes kept (k = 0 … modes-1)
     layers: int = 2  # Fourier layers
     proj: int = 16  # hidden width of the projection MLP
+    residual: bool = True  # predict u(t+Δt) − u(t) and add the (quantized) input back
 
 
 def dft_matrices(n: int, modes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +148,8 @@ class FNO1d(nn.Module):
         self.proj_act = qnn.QuantReLU(**act_kwargs(spec, signed=False))
         self.proj2 = qnn.QuantLinear(config.proj, 1, bias=True, **linear_kwargs(spec, bias=True))
         self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        if config.residual:
+            self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self._init_lifting()
 
     def _init_lifting(self) -> None:
@@ -155,7 +158,11 @@ class FNO1d(nn.Module):
         nn.init.uniform_(self.lift.weight, -bound, bound)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # [B, N]
-        h = self.lift_q(self.lift(self.in_q(u.unsqueeze(-1))))
+        u_q = self.in_q(u.unsqueeze(-1))
+        h = self.lift_q(self.lift(u_q))
         for layer in self.layers:
             h = layer(h)
-        return self.out_q(self.proj2(self.proj_act(self.proj1(h)))).squeeze(-1)
+        out = self.proj2(self.proj_act(self.proj1(h)))
+        if self.config.residual:
+            out = u_q + self.delta_q(out)
+        return self.out_q(out).squeeze(-1)
