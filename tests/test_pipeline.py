@@ -115,3 +115,11 @@ def test_csim_of_onnx_with_inputs(tiny_qonnx, tmp_path):
 def test_run_override_with_bad_resolution(tmp_path):
     result = runner.invoke(app, ["run", "--resolutions", "sixty"])
     assert result.exit_code == 2 and "resolutions" in result.output
+
+
+def test_missing_data_file_is_one_line_error(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('scenarios = ["fp32"]\n[data.burgers]\nfile = "/nonexistent/burgers.h5"\n')
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "/nonexistent/burgers.h5" in result.output and "qpde data burgers" in result.output

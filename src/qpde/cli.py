@@ -35,10 +35,10 @@ def cli_errors(func):
         try:
             return func(*args, **kwargs)
         except MismatchError as exc:
-            console.print(f"[red]mismatch:[/red] {exc}")
+            typer.echo(f"mismatch: {exc}", err=True)  # plain echo: one line, no markup, no wrapping
             raise typer.Exit(1) from None
         except (QpdeError, FileNotFoundError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

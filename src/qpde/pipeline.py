@@ -19,7 +19,7 @@ import numpy as np
 
 from qpde import __version__
 from qpde.config import SweepConfig, Variant, fingerprint
-from qpde.errors import QpdeError
+from qpde.errors import DataError, QpdeError
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,9 @@ def ensure_data(cfg: SweepConfig, dataset: str, layout: Layout) -> tuple[Path, s
     data_cfg = cfg.data_for(dataset)
     if data_cfg.file:
         path = Path(data_cfg.file)
-        return path, fingerprint(str(path.resolve()), path.stat().st_mtime if path.exists() else None)
+        if not path.is_file():
+            raise DataError(f"[data.{dataset}] file not found: {path}; generate it with `qpde data {dataset} --out {path}`")
+        return path, fingerprint(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
     key = fingerprint(dataset, data_cfg)
     path = layout.data_file(dataset, key)
     cached(path, key, lambda: generate(
