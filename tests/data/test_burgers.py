@@ -64,3 +64,20 @@ def test_same_seed_same_data():
     a = generate_burgers(2, 32, seed=5, n_times=3)[0]
     b = generate_burgers(2, 32, seed=5, n_times=3)[0]
     assert np.array_equal(a, b)
+
+
+def test_initial_conditions_follow_pdebench_init_multi():
+    """Modes 1…4 (doubled when picked twice) plus a constant from unpicked modes; |u| and the
+    window (p = 0.1 each) add other harmonics, so ≈ 0.9·0.9 = 81% of states stay band-limited."""
+    n = 256
+    x = (np.arange(n) + 0.5) / n
+    u = initial_conditions(x, 2000, np.random.default_rng(0))
+    power = np.abs(np.fft.rfft(u, axis=1)) / n
+    allowed = np.zeros(power.shape[1], bool)
+    allowed[[0, 1, 2, 3, 4, 6, 8]] = True
+    band_limited = power[:, ~allowed].max(axis=1) < 1e-10
+    assert 0.77 < band_limited.mean() < 0.85
+    assert (power[band_limited, 0] > 1e-3).mean() > 0.9  # unpicked modes add a random offset
+    # A sign flip with p = 0.5 makes the offsets symmetric about zero.
+    offsets = u[band_limited].mean(axis=1)
+    assert 0.45 < (offsets > 0).mean() < 0.55
