@@ -27,6 +27,9 @@ COLUMNS = [
     "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "estimate", "note",
 ]
 HARDWARE_BACKENDS = ("hls4ml", "rtl", "finn")
+# Counts that are integers by definition: nullable Int64 keeps "not run" empty instead of 120.0.
+INTEGER_COLUMNS = ["w_bits", "a_bits", "resolution", "params", "macs", "bops", "csim_samples", "csim_mismatches",
+                   "rtlsim_samples", "rtlsim_mismatches"]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -80,7 +83,8 @@ def results_table(root: Path, variant_ids: list[str] | None = None) -> pd.DataFr
         models = root / "models"
         variant_ids = sorted(p.name for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
     rows = [row for vid in variant_ids for row in variant_rows(root, vid)]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({col: "Int64" for col in INTEGER_COLUMNS})
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
