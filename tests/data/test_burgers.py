@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from qpde.errors import DataError
 from qpde.data.burgers import cell_average, generate_burgers, initial_conditions, solve
 
 
@@ -56,7 +57,7 @@ def test_generated_shapes_and_cell_averaging():
     assert tensor.shape == (3, 4, 32) and tensor.dtype == np.float32
     assert np.allclose(x, (np.arange(32) + 0.5) / 32) and np.allclose(t, [0, 2 / 3, 4 / 3, 2])
     assert np.array_equal(cell_average(np.arange(8.0)[None], 4), [[1.5, 5.5]])
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(DataError, match="multiple"):
         generate_burgers(1, 48, seed=0, n_times=2, cells=128)
 
 

@@ -1,30 +1,82 @@
-"""PDE datasets: generators (PDEBench's equations and initial conditions), PDEBench HDF5 files,
-resolution change, metrics."""
+"""PDE datasets: generators for PDEBench's equations (and the FNO Navier–Stokes benchmark), PDEBench
+HDF5 files, resolution change, metrics. See docs/data.md."""
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from qpde.data.pdebench import PDEDataset, open_dataset, write_1d
+import numpy as np
+
+from qpde.data.pdebench import DATASETS, PDEDataset, open_dataset, write_sample_groups, write_tensor
 from qpde.data.resample import coarse_grid, resample
 from qpde.errors import DataError
 
-DATASETS = ("burgers",)
 log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "PDEDataset", "coarse_grid", "generate", "open_dataset", "resample"]
 
 
-def generate(dataset: str, path: Path, *, samples: int, resolution: int, seed: int, **params) -> Path:
-    """Run the dataset's solver and write a PDEBench-layout HDF5 file atomically."""
+def _generator(dataset: str) -> Callable:
     if dataset == "burgers":
         from qpde.data.burgers import generate_burgers
 
-        try:
-            tensor, x, t = generate_burgers(samples, resolution, seed, **params)
-        except TypeError as exc:
-            raise DataError(f"burgers: bad parameter ({exc}); allowed: nu, n_times, t_final, cells") from exc
-        log.info("burgers: %d trajectories, %d times, %d cells", *tensor.shape)
-        return write_1d(path, tensor, x, t, {"dataset": "burgers", "seed": seed, **params})
+        return generate_burgers
+    if dataset == "diffusion-sorption":
+        from qpde.data.diffusion_sorption import generate_diffusion_sorption
+
+        return generate_diffusion_sorption
+    if dataset == "darcy":
+        from qpde.data.darcy import generate_darcy
+
+        return generate_darcy
+    if dataset == "navier-stokes":
+        from qpde.data.navier_stokes import generate_navier_stokes
+
+        return generate_navier_stokes
     raise DataError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+
+
+def parameters(dataset: str) -> dict[str, object]:
+    """The generator parameters a dataset accepts (beyond samples/resolution/seed), with defaults."""
+    signature = inspect.signature(_generator(dataset))
+    return {name: p.default for name, p in signature.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "progress"}
+
+
+def generate(dataset: str, path: Path, *, samples: int, resolution: int, seed: int, **params) -> Path:
+    """Run the dataset's solver and write a PDEBench-layout HDF5 file atomically.
+
+    `params` are the generator's keyword parameters (see `parameters(dataset)`), plus
+    `progress=False` to hide the progress bar."""
+    func = _generator(dataset)
+    allowed = parameters(dataset)
+    unknown = sorted(set(params) - set(allowed) - {"progress"})
+    if unknown:
+        raise DataError(f"{dataset}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    if int(samples) < 1 or int(resolution) < 2:
+        raise DataError(f"{dataset}: need samples ≥ 1 and resolution ≥ 2, got samples={samples}, "
+                        f"resolution={resolution}")
+    start = time.perf_counter()
+    result = func(int(samples), int(resolution), int(seed), **params)
+    effective = {**allowed, **{k: v for k, v in params.items() if k != "progress"}}
+    attrs = {"dataset": dataset, "seed": int(seed), "samples": int(samples), "resolution": int(resolution),
+             **{k: v for k, v in effective.items() if v is not None}}
+    if dataset == "diffusion-sorption":
+        data, x, t = result
+        write_sample_groups(path, data, x, t, attrs)
+    elif dataset == "darcy":
+        a, u, x, y = result
+        write_tensor(path, {"tensor": u[:, None], "nu": a, "x-coordinate": x, "y-coordinate": y}, attrs)
+    elif dataset == "navier-stokes":
+        w, x, y, t = result
+        write_tensor(path, {"tensor": w, "x-coordinate": x, "y-coordinate": y, "t-coordinate": t}, attrs)
+    else:
+        u, x, t = result
+        write_tensor(path, {"tensor": u, "x-coordinate": x, "t-coordinate": t}, attrs)
+    shape = np.shape(result[1] if dataset == "darcy" else result[0])
+    log.info("%s: wrote %s %s in %.1f s", dataset, path, shape, time.perf_counter() - start)
+    return Path(path)

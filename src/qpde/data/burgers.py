@@ -19,6 +19,8 @@ import logging
 import numpy as np
 from rich.progress import Progress
 
+from qpde.errors import DataError
+
 log = logging.getLogger(__name__)
 
 K_TOT = 4  # PDEBench's burgers_multi_solution_Hydra.py calls init_multi(..., k_tot=4)
@@ -104,7 +106,10 @@ def generate_burgers(
     The solver runs on max(resolution, cells) cells and is cell-averaged down to `resolution`."""
     cells = max(int(resolution), int(cells))
     if cells % resolution:
-        raise ValueError(f"solver cells {cells} must be a multiple of the saved resolution {resolution}")
+        raise DataError(f"burgers: solver cells {cells} must be a multiple of the saved resolution {resolution}")
+    if nu < 0 or t_final <= 0 or n_times < 2:
+        raise DataError(f"burgers: need nu ≥ 0, t_final > 0, n_times ≥ 2; got nu={nu}, t_final={t_final}, "
+                        f"n_times={n_times}")
     rng = np.random.default_rng(seed)
     x_fine = (np.arange(cells) + 0.5) / cells
     times = np.linspace(0.0, t_final, n_times)
