@@ -80,7 +80,7 @@ def solve(u0: np.ndarray, times: np.ndarray, nu: float, *, progress: bool = True
                 dt_diff = dx**2 / (2 * diffusivity) if diffusivity > 0 else np.inf
                 # Equal sub-steps that end exactly on t_save (no sliver step at the end).
                 remaining = t_save - t
-                n_sub = int(np.ceil(remaining / (CFL * min(dt_adv, dt_diff))))
+                n_sub = max(1, int(np.ceil(remaining / (CFL * min(dt_adv, dt_diff)) - 1e-9)))
                 dt = remaining / n_sub
                 stage = u + dt * _rhs(u, dx, diffusivity)
                 u = 0.5 * (u + stage + dt * _rhs(stage, dx, diffusivity))
