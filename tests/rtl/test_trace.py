@@ -1,0 +1,98 @@
+"""da4ml trace of QGraph == exact golden (da4ml's bit-exact interpreter; no external tools)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from qpde import golden
+from qpde.errors import GraphError
+from qpde.qgraph import QGraph
+from qpde.rtl import build_rtl, default_check_inputs
+from qpde.rtl.trace import _exact_const_f, check_trace, kif, predict, trace_graph
+from tests.conftest import edge_inputs
+from tests.rtl.conftest import mlp_qonnx
+
+
+def _level_inputs(graph, n_rows=64, seed=1):
+    """Exact quantizer levels, their maximum/minimum, exact ties half an LSB above each level and
+    values one float ulp-ish below a level (the FLOOR boundaries)."""
+    q = next(n for n in graph.nodes if n.op_type == "Quant")
+    p = graph.quant_params(q, constant=False)
+    levels = np.arange(p.qmin, p.qmax + 1) * p.scale
+    pool = np.concatenate([levels, levels + p.scale / 2, np.nextafter(levels, -np.inf), [p.qmax * p.scale * 3]])
+    rng = np.random.default_rng(seed)
+    n = graph.input_shape[1]
+    rows = [np.full(n, p.qmax * p.scale), np.full(n, p.qmin * p.scale)] + [rng.choice(pool, n) for _ in range(n_rows)]
+    return np.asarray(rows)
+
+
+@pytest.mark.parametrize("scenario", ["w4a4", "w4a8", "w8a8"])
+def test_trace_equals_golden_on_tiny_fno(tiny_qonnx, scenario):
+    _, path = tiny_qonnx(scenario)
+    graph = QGraph(path)
+    traced = trace_graph(graph)
+    for x in (edge_inputs(graph, n_random=512), default_check_inputs(graph, n_random=512), _level_inputs(graph)):
+        got = predict(graph, traced, x)
+        want = golden.run(graph, x)
+        assert np.array_equal(got, want), f"{scenario}: {np.sum(np.any(got != want, axis=1))} samples differ"
+    assert traced.comb.shape == (graph.input_shape[1], graph.output_shape[1])
+
+
+def test_trace_hand_built_mlp_bias_truncation_relu_fold_and_narrow(tmp_path):
+    for narrow in (False, True):
+        graph = QGraph(mlp_qonnx(tmp_path / f"mlp{narrow}.onnx", narrow_out=narrow, a_bits=5))
+        traced = trace_graph(graph)
+        assert traced.op_counts["bias_truncated"] == 1 and traced.op_counts["relu_folded"] == 1
+        check_trace(graph, traced, default_check_inputs(graph, n_random=2000))
+        x = _level_inputs(graph, 256)
+        assert np.array_equal(predict(graph, traced, x), golden.run(graph, x))
+
+
+def test_quant_kif_matches_range():
+    from qpde.qgraph import QuantParams
+
+    for signed in (True, False):
+        for bits in (2, 4, 8, 16):
+            for exp in (-12, -3, 0, 2):
+                p = QuantParams(exp, bits, signed, False, "FLOOR")
+                k, i, f = kif(p)
+                assert (-(2.0**i) * k, 2.0**i - 2.0**-f) == (p.qmin * p.scale, p.qmax * p.scale)
+
+
+def test_exact_const_f_agrees_with_da4ml_in_range_and_extends_it():
+    from da4ml.trace.fixed_variable import _const_f
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        v = float(rng.integers(1, 2**20)) * 2.0 ** int(rng.integers(-30, 10))
+        if -31 < _const_f(v) < 32:
+            assert _exact_const_f(v) == _const_f(v)
+    # da4ml stops at |f| = 32; such constants appear when per-value scale factors drift (2^-45 …)
+    assert _exact_const_f(127 * 2.0**35) == -35
+    assert _exact_const_f(3 * 2.0**-40) == 40
+    assert _exact_const_f(0.0) == -32
+
+
+def test_unsupported_op_is_a_graph_error_naming_the_node(tmp_path):
+    path = mlp_qonnx(tmp_path / "sig.onnx", middle_op="Sigmoid")
+    with pytest.raises(GraphError, match="act1"):
+        build_rtl(path, tmp_path / "rtl")
+    # The tracer's own check, for an op QGraph would admit but the tracer does not know.
+    graph = QGraph(mlp_qonnx(tmp_path / "ok.onnx"))
+    next(n for n in graph.nodes if n.name == "act1").op_type = "Tanh"
+    with pytest.raises(GraphError, match="act1"):
+        trace_graph(graph)
+
+
+def test_matmul_of_non_matrix_weight_is_a_graph_error(tmp_path):
+    path = mlp_qonnx(tmp_path / "w3.onnx")
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        if init.name == "W2":
+            init.dims.insert(0, 1)  # [1, hidden, n]
+    onnx.save(model, str(path))
+    graph = QGraph(path)
+    with pytest.raises(GraphError, match="mm2"):
+        trace_graph(graph)
