@@ -58,6 +58,9 @@ def run(
     scenarios: Annotated[str | None, typer.Option(help="Comma list, e.g. fp32,w4a8,w8a8.")] = None,
     resolutions: Annotated[str | None, typer.Option(help="Comma list of model resolutions, e.g. 64,32.")] = None,
     backends: Annotated[str | None, typer.Option(help="Comma list of hardware backends, e.g. hls4ml.")] = None,
+    executor: Annotated[str, typer.Option(help="serial, local (process pool) or ray.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Processes for --executor local (default: cores).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report."""
@@ -74,7 +77,7 @@ def run(
     def announce(variant, stage):
         console.print(f"[bold]{variant.id}[/bold]: {stage}")
 
-    csv = run_sweep(cfg, out, on_variant=announce)
+    csv = run_sweep(cfg, out, executor=executor, workers=workers, ray_address=ray_address, on_variant=announce)
     _print_summary(csv)
     console.print(f"done in {time.perf_counter() - start:.0f} s: {csv}, {csv.parent / 'report.md'}, "
                   f"{csv.parent / 'pareto.png'}")

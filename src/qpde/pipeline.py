@@ -19,7 +19,7 @@ import numpy as np
 
 from qpde import __version__
 from qpde.config import SweepConfig, Variant, fingerprint
-from qpde.errors import DataError, QpdeError
+from qpde.errors import ConfigError, DataError, QpdeError
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
@@ -224,29 +224,97 @@ class Sweep:
         return json.loads(path.read_text())
 
 
-def run_sweep(cfg: SweepConfig, root: Path, *, on_variant: Callable[[Variant, str], None] | None = None) -> Path:
-    """Every stage for every variant, then the report. A failing hardware stage of one variant is
-    recorded (sim/<id>/<backend>.error) for its row and the sweep goes on; nothing finished is lost."""
-    from qpde.report import write_report
+EXECUTORS = ("serial", "local", "ray")
 
-    sweep = Sweep(cfg, root)
-    variants = cfg.variants()
-    for variant in variants:
-        if on_variant:
-            on_variant(variant, "train")
-        sweep.metrics(variant)
-        if parse_scenario(variant.scenario).is_float:
-            continue
-        for backend in cfg.backends:
-            if on_variant:
-                on_variant(variant, backend)
+
+def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], announce=None) -> dict[str, float]:
+    """One variant's own stages: training/QAT, export and accuracy, then each hardware backend. A
+    failing backend is recorded (sim/<id>/<backend>.error) for its row and the others go on."""
+    if announce:
+        announce(variant, "train")
+    sweep.metrics(variant)
+    if not parse_scenario(variant.scenario).is_float:
+        stages = {"hls4ml": sweep.csim}
+        for backend in backends:
+            if announce:
+                announce(variant, backend)
             error = sweep.layout.sim(variant) / f"{backend}.error"
             try:
-                sweep.csim(variant)
+                stages[backend](variant)
                 error.unlink(missing_ok=True)
             except QpdeError as exc:
                 log.error("%s: %s", variant.id, exc)
                 error.parent.mkdir(parents=True, exist_ok=True)
                 error.write_text(str(exc))
-    _write_json(Path(root) / "sim" / "stage_times.json", sweep.times.seconds)
-    return write_report(Path(root), [v.id for v in variants])
+    return sweep.times.seconds
+
+
+def _variant_job(cfg: SweepConfig, root: str, variant_id: str) -> dict[str, float]:
+    """Entry point of a worker process or Ray task: one variant, one thread (workers share cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    return run_variant(Sweep(cfg, Path(root)), Variant.parse(variant_id), cfg.backends)
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    root: Path,
+    *,
+    executor: str = "serial",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    on_variant: Callable[[Variant, str], None] | None = None,
+) -> Path:
+    """Every stage for every variant, then the report.
+
+    Shared upstream work (datasets, float checkpoints that QAT starts from) runs first in this
+    process; then each variant's own stages run serially, in a local process pool, or as Ray tasks.
+    Every stage is cached, so the executors produce the same artifacts and a rerun resumes."""
+    from qpde.report import write_report
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    root = Path(root)
+    sweep = Sweep(cfg, root)
+    variants = cfg.variants()
+    for variant in sorted({Variant(v.dataset, v.arch, "fp32", v.resolution) for v in variants}):
+        if on_variant:
+            on_variant(variant, "train float")
+        sweep.checkpoint(variant)
+    if executor == "serial":
+        for variant in variants:
+            run_variant(sweep, variant, cfg.backends, on_variant)
+    else:
+        times = _run_parallel(cfg, root, variants, executor, workers, ray_address, on_variant)
+        for part in times:
+            for stage, seconds in part.items():
+                sweep.times.seconds[stage] = sweep.times.seconds.get(stage, 0.0) + seconds
+    _write_json(root / "sim" / "stage_times.json", sweep.times.seconds)
+    return write_report(root, [v.id for v in variants])
+
+
+def _run_parallel(cfg, root, variants, executor, workers, ray_address, on_variant) -> list[dict]:
+    ids = [v.id for v in variants]
+    if executor == "local":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: a fresh interpreter per worker (fork after torch/OpenMP initialisation can hang).
+        with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_variant_job, cfg, str(root), vid): vid for vid in ids}
+            results = []
+            for future in as_completed(futures):
+                results.append(future.result())
+                if on_variant:
+                    on_variant(Variant.parse(futures[future]), "done")
+            return results
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from exc
+    ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+    job = ray.remote(num_cpus=1)(_variant_job)
+    # Ray workers must see the same artifact folder: a shared file system on a real cluster.
+    return ray.get([job.remote(cfg, str(root.resolve()), vid) for vid in ids])

@@ -41,7 +41,17 @@ def fit(
     seed: int,
     label: str,
 ) -> list[dict]:
-    """Adam + cosine decay on MSE; returns per-epoch train/val losses. Deterministic for a seed."""
+    """Adam + cosine decay on MSE; returns per-epoch train/val losses. Deterministic for a seed:
+    one thread, so every executor (serial, process pool, Ray) trains bit-identical models."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, label=label)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model, train, val, *, epochs, lr, batch_size, seed, label) -> list[dict]:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x, y = (torch.from_numpy(a) for a in train)
@@ -111,6 +121,7 @@ def train_variant(
     float_checkpoint: Path | None = None,
 ) -> Path:
     """Train one variant; quantized ones start from the float checkpoint (QAT fine-tuning)."""
+    torch.manual_seed(cfg.seed)  # the initial weights too: a rerun in a fresh process is identical
     model = build_model(variant.arch, variant.resolution, shape, variant.scenario)
     if parse_scenario(variant.scenario).is_float:
         epochs, lr = cfg.epochs, cfg.lr
