@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from qpde.data.cli import data_command
 from qpde.errors import ConfigError, MismatchError, QpdeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural PDE solvers → verified FPGA accelerators.")
@@ -171,15 +172,7 @@ def report(out: OutDir = Path("."), verbose: Verbose = False) -> None:
     _print_summary(csv)
 
 
-def _register_optional() -> None:
-    try:
-        from qpde.data.cli import data_command
-    except ImportError:
-        return
-    app.command("data")(cli_errors(data_command))
-
-
-_register_optional()
+app.command("data")(cli_errors(data_command))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -98,28 +98,100 @@ def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(front)
 
 
+def _scenario_label(row) -> str:
+    return "fp32" if row["w_bits"] == 32 and row["a_bits"] == 32 else f"w{row['w_bits']}a{row['a_bits']}"
+
+
+MARKERS = {"fp32": "*", "w4a4": "v", "w4a8": "<", "w8a8": "o", "w8a16": "s", "w8a32": "D"}
+
+
 def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
-    points = df.drop_duplicates("variant").dropna(subset=["bops", "nrmse"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (dataset, arch, resolution), group in points.groupby(["dataset", "arch", "resolution"]):
-        ax.scatter(group["bops"], group["nrmse"], label=f"{dataset} {arch} r{resolution}")
+    """nRMSE vs BOPs: colour = resolution series, marker = quantization scenario, dashed = the
+    Pareto front of each dataset × architecture."""
+    points = df.drop_duplicates("variant").dropna(subset=["bops", "nrmse"]).copy()
+    points["scenario"] = points.apply(_scenario_label, axis=1)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    series = list(points.groupby(["dataset", "arch", "resolution"]))
+    for index, ((dataset, arch, resolution), group) in enumerate(series):
+        colour = colours[index % len(colours)]
         for _, row in group.iterrows():
-            label = "fp32" if row["w_bits"] == 32 and row["a_bits"] == 32 else f"w{row['w_bits']}a{row['a_bits']}"
-            ax.annotate(label, (row["bops"], row["nrmse"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    front = pareto_front(points, "bops", "nrmse")
-    if not front.empty:
-        ax.plot(front["bops"], front["nrmse"], "k--", lw=1, label="Pareto front")
+            ax.scatter(row["bops"], row["nrmse"], color=colour, marker=MARKERS.get(row["scenario"], "o"), s=45)
+            ax.annotate(row["scenario"], (row["bops"], row["nrmse"]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+        ax.plot([], [], color=colour, marker="o", ls="", label=f"{dataset} {arch}, resolution {resolution}")
+    for (dataset, arch), group in points.groupby(["dataset", "arch"]):
+        front = pareto_front(group, "bops", "nrmse")
+        if len(front) > 1:
+            ax.plot(front["bops"], front["nrmse"], "k--", lw=1)
+    ax.plot([], [], "k--", lw=1, label="Pareto front (per dataset × arch)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("BOPs per solved field (bit operations, log scale)")
     ax.set_ylabel("one-step nRMSE (test set, reference grid, log scale)")
-    ax.set_title("Accuracy vs integer cost")
+    ax.set_title("Accuracy vs integer cost (marker = quantization scenario)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_hardware(df: pd.DataFrame, root: Path) -> list[Path]:
+    """LUT/FF/DSP vs bitwidth per architecture, and throughput vs LUTs; only where figures exist."""
+    hw = df.dropna(subset=["lut"]).copy()
+    if hw.empty:
+        return []
+    hw["scenario"] = hw.apply(_scenario_label, axis=1)
+    hw["bits"] = hw["w_bits"] * 100 + hw["a_bits"]  # order w4a4 < w4a8 < w8a8 < …
+    hw["source"] = hw["backend"] + " / " + hw["tool"].fillna("?") + hw["estimate"].map(
+        lambda e: " (estimate)" if str(e).lower() == "true" else "")
+    paths = []
+    for arch, group in hw.groupby("arch"):
+        metrics = [m for m in ("lut", "ff", "dsp") if group[m].notna().any()]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
+        for ax, metric in zip(axes[0], metrics):
+            for (source, resolution), series in group.dropna(subset=[metric]).groupby(["source", "resolution"]):
+                series = series.sort_values("bits")
+                ax.plot(series["scenario"], series[metric], marker="o", label=f"{source}, r{resolution}")
+            ax.set_title(f"{arch}: {metric.upper()} vs bitwidth")
+            ax.set_xlabel("quantization scenario")
+            ax.set_ylabel(f"{metric.upper()} (count)")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = root / f"resources_{arch}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    speed = hw.dropna(subset=["fields_per_s"])
+    if not speed.empty:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for source, series in speed.groupby("source"):
+            ax.scatter(series["lut"], series["fields_per_s"], label=source)
+            for _, row in series.iterrows():
+                ax.annotate(f"{row['arch']} {row['scenario']}", (row["lut"], row["fields_per_s"]),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("LUTs (count, log scale)")
+        ax.set_ylabel("throughput (solved fields per second, log scale)")
+        ax.set_title("Throughput vs area")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = root / "throughput_vs_lut.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _tables(df: pd.DataFrame) -> str:
+    """One table per dataset × architecture, as a person reads them."""
+    return "\n".join(f"## {dataset} / {arch}\n\n{_markdown(group)}" for (dataset, arch), group in
+                     df.groupby(["dataset", "arch"], sort=True))
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -141,6 +213,7 @@ def write_report(root: Path, variant_ids: list[str] | None = None) -> Path:
     csv = root / "results.csv"
     df.to_csv(csv, index=False)
     plot_pareto(df, root / "pareto.png")
+    hardware_plots = plot_hardware(df, root)
     exact = df.dropna(subset=["csim_samples"])
     lines = [
         "# qpde report\n",
@@ -149,7 +222,9 @@ def write_report(root: Path, variant_ids: list[str] | None = None) -> Path:
         f"C simulation: {int(exact['csim_samples'].sum()) if not exact.empty else 0} test fields simulated, "
         f"{int(exact['csim_mismatches'].sum()) if not exact.empty else 0} mismatching the golden.\n",
         "![Pareto](pareto.png)\n",
-        _markdown(df),
+        *(f"![{p.stem}]({p.name})\n" for p in hardware_plots),
+        "" if hardware_plots else "No hardware figures yet (LUT/FF/DSP come from synthesis backends).\n",
+        _tables(df),
     ]
     (root / "report.md").write_text("\n".join(lines))
     log.info("report written to %s", root)

@@ -1,0 +1,48 @@
+"""The joined table from artifacts on disk: columns, empty = not run, one row per variant × backend."""
+
+import json
+
+import pandas as pd
+
+from qpde.report import COLUMNS, pareto_front, write_report
+
+
+def _artifacts(root):
+    for scenario, nrmse, bops in (("fp32", 0.05, 5e7), ("w4a8", 0.12, 1.6e6), ("w8a8", 0.10, 3.3e6)):
+        vid = f"burgers-fno-{scenario}-r64"
+        (root / "models" / vid).mkdir(parents=True)
+        (root / "models" / vid / "metrics.json").write_text(json.dumps(
+            {"nrmse": nrmse, "mse": nrmse**2, "rollout_nrmse": 3 * nrmse, "params": 100, "macs": 1000, "bops": bops}))
+        if scenario != "fp32":
+            (root / "sim" / vid).mkdir(parents=True)
+            (root / "sim" / vid / "csim_verdict.json").write_text(json.dumps(
+                {"backend": "hls4ml-csim", "samples": 120, "mismatching_samples": 0, "mismatching_values": 0,
+                 "first_mismatch_index": None, "max_abs_difference": 0.0}))
+    (root / "bitstreams" / "burgers-fno-w8a8-r64").mkdir(parents=True)
+    (root / "bitstreams" / "burgers-fno-w8a8-r64" / "rtl.json").write_text(json.dumps(
+        {"tool": "yosys", "tool_version": "0.23", "target": "xc7", "lut": 1234, "ff": 99, "dsp": 0,
+         "fields_per_s": 1.0e8, "estimate": False}))
+    (root / "sim" / "burgers-fno-w4a8-r64" / "rtl.error").write_text("does not fit: 90000 LUTs > 83640")
+
+
+def test_joined_table_from_artifacts(tmp_path):
+    _artifacts(tmp_path)
+    csv = write_report(tmp_path)
+    df = pd.read_csv(csv)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 5  # fp32 row, two hls4ml rows, the rtl row with figures, the rtl row with the reason
+    hls = df[df["backend"] == "hls4ml"]
+    assert (hls["csim_samples"] == 120).all() and (hls["csim_mismatches"] == 0).all()
+    assert hls["lut"].isna().all()  # not run: empty, never 0
+    rtl = df[df["backend"] == "rtl"].set_index("variant")
+    assert rtl.loc["burgers-fno-w8a8-r64", "lut"] == 1234 and not rtl.loc["burgers-fno-w8a8-r64", "estimate"]
+    assert "does not fit" in rtl.loc["burgers-fno-w4a8-r64", "note"]
+    assert pd.isna(rtl.loc["burgers-fno-w4a8-r64", "lut"])
+    for name in ("report.md", "pareto.png", "resources_fno.png", "throughput_vs_lut.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "## burgers / fno" in (tmp_path / "report.md").read_text()
+
+
+def test_pareto_front_drops_dominated_points():
+    df = pd.DataFrame({"bops": [1, 2, 3, 4], "nrmse": [0.5, 0.6, 0.2, 0.3]})
+    assert pareto_front(df, "bops", "nrmse")["bops"].tolist() == [1, 3]
