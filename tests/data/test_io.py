@@ -189,3 +189,9 @@ def test_generate_writes_every_layout_readably(tmp_path, dataset, params, shape)
         assert fields.shape == shape and fields.dtype == np.float32 and np.isfinite(fields).all()
         assert len(ds.grid) == len(ds.spatial_shape)
         assert all(len(g) == n for g, n in zip(ds.grid, ds.spatial_shape))
+
+
+def test_failed_write_leaves_neither_file_nor_temporary(tmp_path):
+    with pytest.raises(ValueError):
+        write_tensor(tmp_path / "x.h5", {"tensor": np.array(["not a number"])}, {})
+    assert list(tmp_path.iterdir()) == []
