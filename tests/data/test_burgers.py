@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from qpde.errors import DataError
 from qpde.data.burgers import cell_average, generate_burgers, initial_conditions, solve
+from qpde.errors import DataError
 
 
 def cole_hopf(x: np.ndarray, t: float, diffusivity: float, n_fine: int = 4096) -> np.ndarray:

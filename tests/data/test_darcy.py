@@ -33,8 +33,9 @@ def test_discrete_conservation_with_jumping_coefficient():
     n = 64
     a = np.where((np.arange(n) + 0.5)[:, None] / n < 0.5, 1.0, 0.1) * np.ones((1, n))
     u = darcy.solve(a, 3.0)
-    outflow = sum((2 * a[edge] * u[edge]).sum() for edge in
-                  (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]))
+    outflow = sum(
+        (2 * a[edge] * u[edge]).sum() for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1])
+    )
     assert outflow == pytest.approx(3.0, rel=1e-10)
     assert u.min() > 0 and np.allclose(u, u[:, ::-1])  # positive inside, symmetric in y
     assert np.argmax(u[:, n // 2]) >= n // 2  # the low-permeability side holds the higher head

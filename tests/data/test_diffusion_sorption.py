@@ -74,14 +74,18 @@ def test_analytic_jacobian_matches_finite_differences():
 
 
 def test_generated_data_is_physical_and_seeded():
-    u, x, t = ds.generate_diffusion_sorption(3, 16, seed=2, n_times=5, t_final=100.0, cells=64, progress=False)
+    u, x, t = ds.generate_diffusion_sorption(
+        3, 16, seed=2, n_times=5, t_final=100.0, cells=64, progress=False
+    )
     assert u.shape == (3, 5, 16) and u.dtype == np.float32
     assert np.allclose(x, (np.arange(16) + 0.5) / 16) and np.allclose(t, np.linspace(0, 100, 5))
     initial = u[:, 0, 0]
     assert np.allclose(u[:, 0], initial[:, None]) and ((0 <= initial) & (initial <= 0.2)).all()
     assert u.min() > -1e-6 and u.max() < 1.0  # maximum principle: between the data and the inflow value
     assert (np.diff(u[:, -1, :8], axis=-1) < 0).all()  # the front from x = 0 decreases into the domain
-    again, _, _ = ds.generate_diffusion_sorption(3, 16, seed=2, n_times=5, t_final=100.0, cells=64, progress=False)
+    again, _, _ = ds.generate_diffusion_sorption(
+        3, 16, seed=2, n_times=5, t_final=100.0, cells=64, progress=False
+    )
     assert np.array_equal(u, again)
     with pytest.raises(DataError, match="multiple"):
         ds.generate_diffusion_sorption(1, 24, seed=0, cells=64)

@@ -44,8 +44,8 @@ def test_grf_matches_fno_spectrum():
     w = ns.gaussian_random_field(n, samples, np.random.default_rng(1))
     assert np.abs(w.mean(axis=(-2, -1))).max() < 1e-12
     power = (np.abs(np.fft.fft2(w)) ** 2).mean(axis=0) / n**4
-    sigma = 7.0 ** 1.5
-    for (i, j) in ((1, 0), (0, 1), (2, 3)):
+    sigma = 7.0**1.5
+    for i, j in ((1, 0), (0, 1), (2, 3)):
         expected = sigma**2 * (4 * np.pi**2 * (i * i + j * j) + 49) ** (-2.5)
         assert power[i, j] == pytest.approx(expected, rel=0.12)
 

@@ -46,7 +46,9 @@ def test_non_periodic_cell_centred_is_exact_for_bilinear_fields():
     coarse = resample(field, (x, y), (8, 6), periodic=False)
     xc, yc = coarse_grid((x, y), (8, 6), periodic=False)
     assert np.allclose(xc, centres(8)) and np.allclose(yc, centres(6))
-    assert np.allclose(coarse, 1 + 2 * xc[:, None] - 3 * yc[None, :] + 0.5 * xc[:, None] * yc[None, :], atol=1e-13)
+    assert np.allclose(
+        coarse, 1 + 2 * xc[:, None] - 3 * yc[None, :] + 0.5 * xc[:, None] * yc[None, :], atol=1e-13
+    )
     assert np.allclose(resample(coarse, (xc, yc), (32, 24), periodic=False), field, atol=1e-13)
 
 

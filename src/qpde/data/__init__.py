@@ -43,8 +43,11 @@ def _generator(dataset: str) -> Callable:
 def parameters(dataset: str) -> dict[str, object]:
     """The generator parameters a dataset accepts (beyond samples/resolution/seed), with defaults."""
     signature = inspect.signature(_generator(dataset))
-    return {name: p.default for name, p in signature.parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "progress"}
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "progress"
+    }
 
 
 def generate(dataset: str, path: Path, *, samples: int, resolution: int, seed: int, **params) -> Path:
@@ -56,15 +59,23 @@ def generate(dataset: str, path: Path, *, samples: int, resolution: int, seed: i
     allowed = parameters(dataset)
     unknown = sorted(set(params) - set(allowed) - {"progress"})
     if unknown:
-        raise DataError(f"{dataset}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        raise DataError(
+            f"{dataset}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
     if int(samples) < 1 or int(resolution) < 2:
-        raise DataError(f"{dataset}: need samples ≥ 1 and resolution ≥ 2, got samples={samples}, "
-                        f"resolution={resolution}")
+        raise DataError(
+            f"{dataset}: need samples ≥ 1 and resolution ≥ 2, got samples={samples}, resolution={resolution}"
+        )
     start = time.perf_counter()
     result = func(int(samples), int(resolution), int(seed), **params)
     effective = {**allowed, **{k: v for k, v in params.items() if k != "progress"}}
-    attrs = {"dataset": dataset, "seed": int(seed), "samples": int(samples), "resolution": int(resolution),
-             **{k: v for k, v in effective.items() if v is not None}}
+    attrs = {
+        "dataset": dataset,
+        "seed": int(seed),
+        "samples": int(samples),
+        "resolution": int(resolution),
+        **{k: v for k, v in effective.items() if v is not None},
+    }
     if dataset == "diffusion-sorption":
         data, x, t = result
         write_sample_groups(path, data, x, t, attrs)

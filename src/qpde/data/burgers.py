@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 K_TOT = 4  # PDEBench's burgers_multi_solution_Hydra.py calls init_multi(..., k_tot=4)
 N_PICKS = 2  # init_multi's num_choise_k
 CFL = 0.4
-DEFAULT_CELLS = 256  # default solver grid: 64 quick samples in ~4 s on one idle core; rel. L2 2.7e-3 from a 1024-cell run
+DEFAULT_CELLS = (
+    256  # default solver grid: 64 quick samples in ~4 s on one idle core; rel. L2 2.7e-3 from a 1024-cell run
+)
 
 
 def initial_conditions(x: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -98,18 +100,29 @@ def cell_average(u: np.ndarray, factor: int) -> np.ndarray:
 
 
 def generate_burgers(
-    samples: int, resolution: int, seed: int, *, nu: float = 0.01, n_times: int = 201, t_final: float = 2.0,
-    cells: int = DEFAULT_CELLS, progress: bool = True,
+    samples: int,
+    resolution: int,
+    seed: int,
+    *,
+    nu: float = 0.01,
+    n_times: int = 201,
+    t_final: float = 2.0,
+    cells: int = DEFAULT_CELLS,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tensor [samples, n_times, resolution] float32, x cell centres, t saved times).
 
     The solver runs on max(resolution, cells) cells and is cell-averaged down to `resolution`."""
     cells = max(int(resolution), int(cells))
     if cells % resolution:
-        raise DataError(f"burgers: solver cells {cells} must be a multiple of the saved resolution {resolution}")
+        raise DataError(
+            f"burgers: solver cells {cells} must be a multiple of the saved resolution {resolution}"
+        )
     if nu < 0 or t_final <= 0 or n_times < 2:
-        raise DataError(f"burgers: need nu ≥ 0, t_final > 0, n_times ≥ 2; got nu={nu}, t_final={t_final}, "
-                        f"n_times={n_times}")
+        raise DataError(
+            f"burgers: need nu ≥ 0, t_final > 0, n_times ≥ 2; got nu={nu}, t_final={t_final}, "
+            f"n_times={n_times}"
+        )
     rng = np.random.default_rng(seed)
     x_fine = (np.arange(cells) + 0.5) / cells
     times = np.linspace(0.0, t_final, n_times)

@@ -29,7 +29,9 @@ def parse_params(dataset: str, items: list[str]) -> dict[str, object]:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in allowed:
-            raise DataError(f"{dataset}: bad --param {item!r}; use KEY=VALUE with KEY one of {', '.join(allowed)}")
+            raise DataError(
+                f"{dataset}: bad --param {item!r}; use KEY=VALUE with KEY one of {', '.join(allowed)}"
+            )
         try:
             params[key] = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError) as exc:
@@ -40,13 +42,29 @@ def parse_params(dataset: str, items: list[str]) -> dict[str, object]:
 def data_command(
     dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASETS)}.")],
     out: Annotated[Path, typer.Option("--out", help="HDF5 file to write (PDEBench layout).")],
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Trajectories (Darcy: coefficient/solution pairs).")] = 64,
-    resolution: Annotated[int | None, typer.Option(
-        "--resolution", min=2,
-        help="Saved grid points per axis (default: burgers, diffusion-sorption 128; darcy, navier-stokes 64).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the initial conditions / coefficients.")] = 0,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="Generator parameter KEY=VALUE, repeatable (e.g. -p nu=0.001 -p n_times=21).")] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, help="Trajectories (Darcy: coefficient/solution pairs).")
+    ] = 64,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            "--resolution",
+            min=2,
+            help="Saved grid points per axis "
+            "(default: burgers, diffusion-sorption 128; darcy, navier-stokes 64).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed of the initial conditions / coefficients.")
+    ] = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Generator parameter KEY=VALUE, repeatable (e.g. -p nu=0.001 -p n_times=21).",
+        ),
+    ] = None,
 ) -> None:
     """Generate a dataset with qpde's solvers and write it as a PDEBench HDF5 file."""
     if dataset not in DATASETS:

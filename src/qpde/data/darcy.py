@@ -30,8 +30,9 @@ A_HIGH, A_LOW = 1.0, 0.1  # PDEBench's two permeability values
 GRF_ALPHA, GRF_TAU = 2.0, 3.0  # FNO's Darcy GRF
 
 
-def gaussian_random_field_neumann(n: int, samples: int, rng: np.random.Generator, alpha: float = GRF_ALPHA,
-                                  tau: float = GRF_TAU) -> np.ndarray:
+def gaussian_random_field_neumann(
+    n: int, samples: int, rng: np.random.Generator, alpha: float = GRF_ALPHA, tau: float = GRF_TAU
+) -> np.ndarray:
     """FNO's GRF.m on an n×n grid: KL expansion in cosines, coefficients
     τ^(α−1)·(π²|k|² + τ²)^(−α/2), zero mean mode, inverse orthonormal DCT-II (MATLAB's idct2)."""
     k1, k2 = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
@@ -73,8 +74,9 @@ def operator(a: np.ndarray):
     rows.append(index.ravel())
     cols.append(index.ravel())
     vals.append(diagonal.ravel())
-    return coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(nx * ny, nx * ny)).tocsc()
+    return coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nx * ny, nx * ny)
+    ).tocsc()
 
 
 def solve(a: np.ndarray, f: np.ndarray | float) -> np.ndarray:
@@ -88,14 +90,22 @@ def solve(a: np.ndarray, f: np.ndarray | float) -> np.ndarray:
 
 
 def generate_darcy(
-    samples: int, resolution: int, seed: int, *, beta: float = 1.0, cells: int = 0, progress: bool = True,
+    samples: int,
+    resolution: int,
+    seed: int,
+    *,
+    beta: float = 1.0,
+    cells: int = 0,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(a [samples, r, r], u [samples, r, r] float32, x, y cell centres), r = resolution.
 
     The solver grid has max(resolution, cells) cells per side (a multiple of resolution)."""
     cells = max(int(resolution), int(cells))
     if cells % resolution:
-        raise DataError(f"darcy: solver cells {cells} must be a multiple of the saved resolution {resolution}")
+        raise DataError(
+            f"darcy: solver cells {cells} must be a multiple of the saved resolution {resolution}"
+        )
     if not beta > 0:
         raise DataError(f"darcy: beta must be > 0 (PDEBench: 0.01, 0.1, 1, 10, 100), got {beta}")
     factor = cells // resolution

@@ -54,8 +54,9 @@ def rhs(u: np.ndarray, dx: float, n_f: float = N_F, diffusivity: float = DIFFUSI
     return diffusivity / retardation(u, n_f) * laplacian
 
 
-def jacobian_bands(u: np.ndarray, dx: float, n_f: float = N_F, diffusivity: float = DIFFUSIVITY,
-                   f: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def jacobian_bands(
+    u: np.ndarray, dx: float, n_f: float = N_F, diffusivity: float = DIFFUSIVITY, f: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tridiagonal ∂(du/dt)/∂u of `rhs` per sample: (lower, main, upper), each [S, N]; lower[:, i]
     is ∂f_i/∂u_{i−1} (lower[:, 0] = 0) and upper[:, i] is ∂f_i/∂u_{i+1} (upper[:, −1] = 0).
     `f` is rhs(u) when the caller already has it."""
@@ -76,8 +77,20 @@ def jacobian_bands(u: np.ndarray, dx: float, n_f: float = N_F, diffusivity: floa
     return lower, main, upper
 
 
-def solve(u0: np.ndarray, times: np.ndarray, *, n_f: float = N_F, rtol: float = 1e-3, atol: float = 1e-6,
-          diffusivity: float = DIFFUSIVITY) -> np.ndarray:
+def _tridiagonal_solve(factors: tuple, b: np.ndarray) -> np.ndarray:
+    """Solve with LAPACK dgttrf factors for right-hand sides b [S, N] (stacked like the matrix)."""
+    return lapack.dgttrs(*factors[:5], b.reshape(-1))[0].reshape(b.shape)
+
+
+def solve(
+    u0: np.ndarray,
+    times: np.ndarray,
+    *,
+    n_f: float = N_F,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+    diffusivity: float = DIFFUSIVITY,
+) -> np.ndarray:
     """Cell values u0 [S, N] → [S, T, N] at `times` (times[0] = 0).
 
     ROS2 (Verwer et al. 1999): a two-stage, second-order, L-stable linearly implicit Runge–Kutta
@@ -98,17 +111,15 @@ def solve(u0: np.ndarray, times: np.ndarray, *, n_f: float = N_F, rtol: float = 
             f0 = rhs(u, dx, n_f, diffusivity)
             lower, main, upper = jacobian_bands(u, dx, n_f, diffusivity, f0)
             # I − γ·h·J, stacked into one tridiagonal system (zero couplings between samples)
-            factors = lapack.dgttrf((-gamma * h_step * lower).reshape(-1)[1:],
-                                    (1 - gamma * h_step * main).reshape(-1),
-                                    (-gamma * h_step * upper).reshape(-1)[:-1])
+            factors = lapack.dgttrf(
+                (-gamma * h_step * lower).reshape(-1)[1:],
+                (1 - gamma * h_step * main).reshape(-1),
+                (-gamma * h_step * upper).reshape(-1)[:-1],
+            )
             if factors[-1] != 0:
                 raise DataError(f"diffusion-sorption: singular implicit system at t={t:.4g}")
-
-            def linear_solve(b):
-                return lapack.dgttrs(*factors[:5], b.reshape(-1))[0].reshape(samples, n)
-
-            k1 = linear_solve(f0)
-            k2 = linear_solve(rhs(u + h_step * k1, dx, n_f, diffusivity) - 2 * k1)
+            k1 = _tridiagonal_solve(factors, f0)
+            k2 = _tridiagonal_solve(factors, rhs(u + h_step * k1, dx, n_f, diffusivity) - 2 * k1)
             new = u + h_step * (1.5 * k1 + 0.5 * k2)
             scale = atol + rtol * np.maximum(np.abs(u), np.abs(new))
             error = np.sqrt(np.mean((0.5 * h_step * (k1 + k2) / scale) ** 2, axis=1)).max()
@@ -126,16 +137,25 @@ def solve(u0: np.ndarray, times: np.ndarray, *, n_f: float = N_F, rtol: float = 
             else:
                 h = h_step * factor
             if h < 1e-12 * max(1.0, abs(t_save)):
-                raise DataError(f"diffusion-sorption: step size underflow at t={t:.4g}; "
-                                f"the solution is not finite (check n_f and the initial state)")
+                raise DataError(
+                    f"diffusion-sorption: step size underflow at t={t:.4g}; "
+                    f"the solution is not finite (check n_f and the initial state)"
+                )
         out[:, index] = u
     log.debug("diffusion-sorption: %d steps (%d rejected) on %d cells", steps, rejected, n)
     return out
 
 
 def generate_diffusion_sorption(
-    samples: int, resolution: int, seed: int, *, n_times: int = 101, t_final: float = 500.0,
-    cells: int = 1024, n_f: float = N_F, progress: bool = True,
+    samples: int,
+    resolution: int,
+    seed: int,
+    *,
+    n_times: int = 101,
+    t_final: float = 500.0,
+    cells: int = 1024,
+    n_f: float = N_F,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(u [samples, n_times, resolution] float32, x cell centres, t saved times).
 
@@ -143,11 +163,15 @@ def generate_diffusion_sorption(
     condition depends on the cell size) and is cell-averaged down to `resolution`."""
     cells = max(int(resolution), int(cells))
     if cells % resolution:
-        raise DataError(f"diffusion-sorption: solver cells {cells} must be a multiple of the saved "
-                        f"resolution {resolution}; pass cells=<a multiple> (PDEBench solves on 1024 cells)")
+        raise DataError(
+            f"diffusion-sorption: solver cells {cells} must be a multiple of the saved "
+            f"resolution {resolution}; pass cells=<a multiple> (PDEBench solves on 1024 cells)"
+        )
     if t_final <= 0 or n_times < 2 or not 0 < n_f <= 1:
-        raise DataError(f"diffusion-sorption: need t_final > 0, n_times ≥ 2, 0 < n_f ≤ 1; got "
-                        f"t_final={t_final}, n_times={n_times}, n_f={n_f}")
+        raise DataError(
+            f"diffusion-sorption: need t_final > 0, n_times ≥ 2, 0 < n_f ≤ 1; got "
+            f"t_final={t_final}, n_times={n_times}, n_f={n_f}"
+        )
     rng = np.random.default_rng(seed)
     u0 = rng.uniform(0.0, 0.2, size=samples)  # PDEBench: np.ones(Nx) * np.random.uniform(0, 0.2)
     times = np.linspace(0.0, t_final, n_times)

@@ -36,8 +36,10 @@ def _prepare(pred, target, spatial_ndim: int) -> tuple[np.ndarray, np.ndarray]:
     if p.shape != t.shape:
         raise DataError(f"metrics: prediction shape {p.shape} differs from target shape {t.shape}")
     if p.ndim < spatial_ndim + 1:
-        raise DataError(f"metrics: need [N, (T,) *spatial] arrays with {spatial_ndim} spatial axes, got {p.shape}")
-    spatial = p.shape[p.ndim - spatial_ndim:]
+        raise DataError(
+            f"metrics: need [N, (T,) *spatial] arrays with {spatial_ndim} spatial axes, got {p.shape}"
+        )
+    spatial = p.shape[p.ndim - spatial_ndim :]
     shape = (p.shape[0], -1, *spatial)
     return p.reshape(shape), t.reshape(shape)
 
@@ -85,7 +87,9 @@ def boundary_rmse(pred, target, spatial_ndim: int = 1) -> float:
         per = (err2[..., 0] + err2[..., -1]) / 2
     else:
         nx, ny = err2.shape[-2:]
-        edges = (err2[..., 0, :] + err2[..., -1, :]).sum(axis=-1) + (err2[..., :, 0] + err2[..., :, -1]).sum(axis=-1)
+        edges = (err2[..., 0, :] + err2[..., -1, :]).sum(axis=-1) + (err2[..., :, 0] + err2[..., :, -1]).sum(
+            axis=-1
+        )
         per = edges / (2 * nx + 2 * ny)
     return float(np.mean(np.sqrt(per)))
 

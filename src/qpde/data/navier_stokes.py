@@ -33,8 +33,9 @@ def wavenumbers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.fft.fftfreq(n, 1.0 / n)[:, None], np.fft.rfftfreq(n, 1.0 / n)[None, :]
 
 
-def gaussian_random_field(n: int, samples: int, rng: np.random.Generator, alpha: float = GRF_ALPHA,
-                          tau: float = GRF_TAU) -> np.ndarray:
+def gaussian_random_field(
+    n: int, samples: int, rng: np.random.Generator, alpha: float = GRF_ALPHA, tau: float = GRF_TAU
+) -> np.ndarray:
     """FNO's periodic GaussianRF(dim=2): [samples, n, n] with spectrum
     n²·√2·σ·(4π²|k|² + τ²)^(−α/2), σ = τ^(α−1), complex normal coefficients, real part of ifft2."""
     sigma = tau ** (0.5 * (2 * alpha - 2))
@@ -94,7 +95,9 @@ class Solver:
         adv_predictor, _ = self.advection(predictor)
         return (explicit * w_hat + dt * (self.f_hat - 0.5 * (adv + adv_predictor))) / implicit
 
-    def run(self, w0: np.ndarray, times: np.ndarray, *, progress: bool = False, max_dt: float = MAX_DT) -> np.ndarray:
+    def run(
+        self, w0: np.ndarray, times: np.ndarray, *, progress: bool = False, max_dt: float = MAX_DT
+    ) -> np.ndarray:
         """Vorticity at every saved time: [S, T, n, n] (times[0] is the time of w0)."""
         w_hat = np.fft.rfft2(np.asarray(w0, dtype=np.float64), axes=(-2, -1))
         w_hat[..., 0, 0] = 0.0  # zero-mean vorticity on the torus
@@ -108,7 +111,9 @@ class Solver:
                 while t_save - t > 1e-12 * max(1.0, abs(t_save)):
                     adv, speed = self.advection(w_hat)
                     if not np.isfinite(speed):
-                        raise DataError(f"navier-stokes: the solution blew up at t={t:.4g}; lower cfl or nu·dt")
+                        raise DataError(
+                            f"navier-stokes: the solution blew up at t={t:.4g}; lower cfl or nu·dt"
+                        )
                     dt_max = min(max_dt, self.cfl * dx / max(speed, 1e-12))
                     remaining = t_save - t
                     n_sub = max(1, int(np.ceil(remaining / dt_max - 1e-9)))  # no extra step for round-off
@@ -123,8 +128,16 @@ class Solver:
 
 
 def generate_navier_stokes(
-    samples: int, resolution: int, seed: int, *, nu: float = 1e-3, t_final: float = 50.0, n_times: int = 51,
-    cells: int = 0, forcing: bool = True, progress: bool = True,
+    samples: int,
+    resolution: int,
+    seed: int,
+    *,
+    nu: float = 1e-3,
+    t_final: float = 50.0,
+    n_times: int = 51,
+    cells: int = 0,
+    forcing: bool = True,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(ω [samples, n_times, r, r] float32, x, y nodes i/r, t saved times), r = resolution.
 
@@ -133,10 +146,14 @@ def generate_navier_stokes(
     the solver grid."""
     cells = max(int(resolution), int(cells))
     if cells % resolution:
-        raise DataError(f"navier-stokes: solver cells {cells} must be a multiple of the saved resolution {resolution}")
+        raise DataError(
+            f"navier-stokes: solver cells {cells} must be a multiple of the saved resolution {resolution}"
+        )
     if nu <= 0 or t_final <= 0 or n_times < 2:
-        raise DataError(f"navier-stokes: need nu > 0, t_final > 0, n_times ≥ 2; got nu={nu}, t_final={t_final}, "
-                        f"n_times={n_times}")
+        raise DataError(
+            f"navier-stokes: need nu > 0, t_final > 0, n_times ≥ 2; got nu={nu}, t_final={t_final}, "
+            f"n_times={n_times}"
+        )
     stride = cells // resolution
     rng = np.random.default_rng(seed)
     w0 = gaussian_random_field(cells, samples, rng)

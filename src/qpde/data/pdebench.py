@@ -43,6 +43,7 @@ _SAMPLE_GROUP = re.compile(r"^\d+$")
 
 # ---- writing ----------------------------------------------------------------------------------
 
+
 def _atomic(path: Path, fill: Callable[[h5py.File], None]) -> Path:
     """Write through a temporary file and rename it: readers never see a half-written file."""
     path = Path(path)
@@ -94,13 +95,23 @@ def write_sample_groups(path: Path, data: np.ndarray, x: np.ndarray, t: np.ndarr
 
 # ---- reading ----------------------------------------------------------------------------------
 
+
 class PDEDataset:
     """One open PDEBench file. Metadata is read on opening; sample data only by `fields` /
     `darcy_pairs`, and then only for the requested samples."""
 
-    def __init__(self, path: Path, f: h5py.File, kind: str, n_samples: int, n_times: int,
-                 spatial_shape: tuple[int, ...], grid: tuple[np.ndarray, ...], t: np.ndarray | None,
-                 sample_keys: list[str] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        f: h5py.File,
+        kind: str,
+        n_samples: int,
+        n_times: int,
+        spatial_shape: tuple[int, ...],
+        grid: tuple[np.ndarray, ...],
+        t: np.ndarray | None,
+        sample_keys: list[str] | None = None,
+    ):
         self.path, self.kind, self.n_samples, self.n_times = path, kind, n_samples, n_times
         self.spatial_shape, self.grid, self.t = spatial_shape, grid, t
         self.periodic = PERIODIC[kind]
@@ -108,15 +119,19 @@ class PDEDataset:
         self._sample_keys = sample_keys
 
     def __repr__(self) -> str:
-        return (f"PDEDataset({self.kind!r}, {self.path}, n_samples={self.n_samples}, "
-                f"n_times={self.n_times}, spatial_shape={self.spatial_shape})")
+        return (
+            f"PDEDataset({self.kind!r}, {self.path}, n_samples={self.n_samples}, "
+            f"n_times={self.n_times}, spatial_shape={self.spatial_shape})"
+        )
 
     # indices → (sorted unique indices for h5py, positions restoring the caller's order)
     def _plan(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < -self.n_samples or indices.max() >= self.n_samples):
-            raise DataError(f"{self.path}: sample index out of range; the file has {self.n_samples} samples "
-                            f"(0..{self.n_samples - 1}), asked for {indices.min()}..{indices.max()}")
+            raise DataError(
+                f"{self.path}: sample index out of range; the file has {self.n_samples} samples "
+                f"(0..{self.n_samples - 1}), asked for {indices.min()}..{indices.max()}"
+            )
         indices = indices % max(self.n_samples, 1)
         unique, inverse = np.unique(indices, return_inverse=True)
         return unique, inverse
@@ -145,12 +160,16 @@ class PDEDataset:
             if key not in f or not isinstance(f[key], h5py.Dataset):
                 raise DataError(f"{self.path}: missing dataset '{key}' ({LAYOUTS[self.kind]})")
             if f[key].shape != expected:
-                raise DataError(f"{self.path}: '{key}' has shape {f[key].shape}, expected {expected} "
-                                f"like the first sample")
+                raise DataError(
+                    f"{self.path}: '{key}' has shape {f[key].shape}, expected {expected} "
+                    f"like the first sample"
+                )
             try:
                 out[row] = f[key][()][..., 0]
             except OSError as exc:
-                raise DataError(f"{self.path}: cannot read '{key}' (file truncated or corrupt?): {exc}") from exc
+                raise DataError(
+                    f"{self.path}: cannot read '{key}' (file truncated or corrupt?): {exc}"
+                ) from exc
         return out[inverse]
 
     def fields(self, indices) -> np.ndarray:
@@ -162,8 +181,10 @@ class PDEDataset:
     def darcy_pairs(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """Darcy only: (coefficient a [n, X, Y], solution u [n, X, Y]), float32."""
         if self.kind != "darcy":
-            raise DataError(f"{self.path}: darcy_pairs() needs a darcy file, this one holds {self.kind}; "
-                            f"use fields() instead")
+            raise DataError(
+                f"{self.path}: darcy_pairs() needs a darcy file, this one holds {self.kind}; "
+                f"use fields() instead"
+            )
         return self._read_rows("nu", indices), self._read_rows("tensor", indices)[:, 0]
 
     def close(self) -> None:
@@ -194,8 +215,10 @@ def open_dataset(path: Path) -> PDEDataset:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}; "
-                        f"regenerate it with {_generate_hint(path)}") from exc
+        raise DataError(
+            f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}; "
+            f"regenerate it with {_generate_hint(path)}"
+        ) from exc
     try:
         dataset = _describe(path, f)
     except DataError:
@@ -215,17 +238,23 @@ def _dataset(f: h5py.File, path: Path, key: str, ndim: int, layout: str) -> h5py
     if not isinstance(ds, h5py.Dataset):
         raise DataError(f"{path}: '{key}' is a group, expected a {ndim}-D dataset (layout: {layout})")
     if ds.ndim != ndim:
-        raise DataError(f"{path}: '{key}' must be a {ndim}-D dataset, found shape {ds.shape} (layout: {layout})")
+        raise DataError(
+            f"{path}: '{key}' must be a {ndim}-D dataset, found shape {ds.shape} (layout: {layout})"
+        )
     return ds
 
 
-def _coordinate(f: h5py.File, path: Path, key: str, n: int, layout: str, *, allow_edges: bool = False) -> np.ndarray:
+def _coordinate(
+    f: h5py.File, path: Path, key: str, n: int, layout: str, *, allow_edges: bool = False
+) -> np.ndarray:
     values = np.asarray(_dataset(f, path, key, 1, layout)[()], dtype=np.float64)
     ok = len(values) == n or (allow_edges and len(values) == n + 1)
     if not ok:
         expected = f"{n} or {n + 1}" if allow_edges else f"{n}"
-        raise DataError(f"{path}: {key} has {len(values)} points but the data has {n} along that axis "
-                        f"(expected {expected}; layout: {layout})")
+        raise DataError(
+            f"{path}: {key} has {len(values)} points but the data has {n} along that axis "
+            f"(expected {expected}; layout: {layout})"
+        )
     return values[:n]
 
 
@@ -238,8 +267,10 @@ def _attr_kind(f: h5py.File) -> str | None:
 
 def _check_kind(path: Path, declared: str | None, detected: str) -> None:
     if declared is not None and declared != detected:
-        raise DataError(f"{path}: attribute dataset={declared!r} but the layout is that of {detected} "
-                        f"({LAYOUTS[detected]}); expected {LAYOUTS.get(declared, 'a known dataset')}")
+        raise DataError(
+            f"{path}: attribute dataset={declared!r} but the layout is that of {detected} "
+            f"({LAYOUTS[detected]}); expected {LAYOUTS.get(declared, 'a known dataset')}"
+        )
 
 
 def _describe(path: Path, f: h5py.File) -> PDEDataset:
@@ -249,12 +280,16 @@ def _describe(path: Path, f: h5py.File) -> PDEDataset:
         if groups:
             _check_kind(path, declared, "diffusion-sorption")
             return _describe_groups(path, f, groups)
-        raise DataError(f"{path}: missing dataset 'tensor' and no per-sample groups '0000/...'; expected one of: "
-                        + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+        raise DataError(
+            f"{path}: missing dataset 'tensor' and no per-sample groups '0000/...'; expected one of: "
+            + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items())
+        )
     tensor = f["tensor"]
     if not isinstance(tensor, h5py.Dataset) or tensor.ndim not in (3, 4):
-        raise DataError(f"{path}: 'tensor' must be a 3-D [N,T,X] or 4-D [N,1,X,Y] / [N,T,X,Y] dataset, found "
-                        f"shape {getattr(tensor, 'shape', 'a group')}")
+        raise DataError(
+            f"{path}: 'tensor' must be a 3-D [N,T,X] or 4-D [N,1,X,Y] / [N,T,X,Y] dataset, found "
+            f"shape {getattr(tensor, 'shape', 'a group')}"
+        )
     if tensor.ndim == 3:
         layout = LAYOUTS["burgers"]
         kind = declared if declared in DATASETS else "burgers"
@@ -268,11 +303,15 @@ def _describe(path: Path, f: h5py.File) -> PDEDataset:
         _check_kind(path, declared, "darcy")
         layout = LAYOUTS["darcy"]
         if n_t != 1:
-            raise DataError(f"{path}: darcy 'tensor' must be [N,1,X,Y], found shape {tensor.shape} ({layout})")
+            raise DataError(
+                f"{path}: darcy 'tensor' must be [N,1,X,Y], found shape {tensor.shape} ({layout})"
+            )
         nu = _dataset(f, path, "nu", 3, layout)
         if nu.shape != (n, n_x, n_y):
-            raise DataError(f"{path}: 'nu' has shape {nu.shape} but 'tensor' {tensor.shape} needs "
-                            f"{(n, n_x, n_y)} ({layout})")
+            raise DataError(
+                f"{path}: 'nu' has shape {nu.shape} but 'tensor' {tensor.shape} needs "
+                f"{(n, n_x, n_y)} ({layout})"
+            )
         x = _coordinate(f, path, "x-coordinate", n_x, layout)
         y = _coordinate(f, path, "y-coordinate", n_y, layout)
         return PDEDataset(path, f, "darcy", n, 1, (n_x, n_y), (x, y), None)

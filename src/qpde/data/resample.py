@@ -17,23 +17,29 @@ from qpde.errors import DataError
 def _spacing(x: np.ndarray) -> tuple[float, bool]:
     """(dx, cell_centred) of a uniform coordinate array."""
     if x.ndim != 1 or len(x) < 2:
-        raise DataError(f"resample: a grid axis needs a 1-D coordinate array with ≥ 2 points, got shape {x.shape}")
+        raise DataError(
+            f"resample: a grid axis needs a 1-D coordinate array with ≥ 2 points, got shape {x.shape}"
+        )
     steps = np.diff(x)
     dx = float(steps.mean())
     # float32 coordinates (PDEBench files) are uniform only to ~1e-7 relative to the domain
     if dx <= 0 or np.abs(steps - dx).max() > 1e-4 * max(abs(dx), np.abs(x).max() / len(x)):
-        raise DataError(f"resample: coordinates must be uniform and increasing; steps range "
-                        f"{steps.min():.6g}..{steps.max():.6g}")
+        raise DataError(
+            f"resample: coordinates must be uniform and increasing; steps range "
+            f"{steps.min():.6g}..{steps.max():.6g}"
+        )
     offset = (x[0] / dx) % 1.0
     return dx, abs(offset - 0.5) < 0.25
 
 
-def coarse_grid(grid_src: tuple[np.ndarray, ...], shape_dst: tuple[int, ...], periodic: bool) -> tuple[np.ndarray, ...]:
+def coarse_grid(
+    grid_src: tuple[np.ndarray, ...], shape_dst: tuple[int, ...], periodic: bool
+) -> tuple[np.ndarray, ...]:
     """Uniform coordinates with `shape_dst` points covering the same domain as `grid_src`."""
     if len(grid_src) != len(shape_dst):
         raise DataError(f"resample: {len(grid_src)} grid axes but destination shape {tuple(shape_dst)}")
     out = []
-    for x, n in zip(grid_src, shape_dst):
+    for x, n in zip(grid_src, shape_dst, strict=True):
         x = np.asarray(x, dtype=np.float64)
         dx, centred = _spacing(x)
         n = int(n)
@@ -51,7 +57,9 @@ def coarse_grid(grid_src: tuple[np.ndarray, ...], shape_dst: tuple[int, ...], pe
     return tuple(out)
 
 
-def _interp_axis(u: np.ndarray, x_src: np.ndarray, x_dst: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
+def _interp_axis(
+    u: np.ndarray, x_src: np.ndarray, x_dst: np.ndarray, axis: int, periodic: bool
+) -> np.ndarray:
     n = len(x_src)
     dx, _ = _spacing(x_src)
     pos = (x_dst - x_src[0]) / dx
@@ -69,16 +77,18 @@ def _interp_axis(u: np.ndarray, x_src: np.ndarray, x_dst: np.ndarray, axis: int,
     return np.take(u, i0, axis=axis) * (1 - weight) + np.take(u, i1, axis=axis) * weight
 
 
-def resample(u: np.ndarray, grid_src: tuple[np.ndarray, ...], shape_dst: tuple[int, ...], periodic: bool) -> np.ndarray:
+def resample(
+    u: np.ndarray, grid_src: tuple[np.ndarray, ...], shape_dst: tuple[int, ...], periodic: bool
+) -> np.ndarray:
     """Interpolate the trailing len(grid_src) axes of u from `grid_src` onto
     `coarse_grid(grid_src, shape_dst, periodic)`; returns float64."""
     out = np.asarray(u, dtype=np.float64)
     ndim = len(grid_src)
     sizes = tuple(len(x) for x in grid_src)
-    if out.ndim < ndim or out.shape[out.ndim - ndim:] != sizes:
+    if out.ndim < ndim or out.shape[out.ndim - ndim :] != sizes:
         raise DataError(f"resample: array of shape {out.shape} does not end in the grid's shape {sizes}")
     grid_dst = coarse_grid(grid_src, shape_dst, periodic)
-    for k, (x_src, x_dst) in enumerate(zip(grid_src, grid_dst)):
+    for k, (x_src, x_dst) in enumerate(zip(grid_src, grid_dst, strict=True)):
         if len(x_src) == len(x_dst):
             continue  # same grid: nothing to interpolate
         out = _interp_axis(out, np.asarray(x_src, dtype=np.float64), x_dst, out.ndim - ndim + k, periodic)
