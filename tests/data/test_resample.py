@@ -81,3 +81,11 @@ def test_bad_inputs():
         resample(np.zeros(8), (x**2,), (4,), periodic=False)
     with pytest.raises(DataError, match="2 grid axes but destination shape"):
         coarse_grid((x, x), (4,), periodic=True)
+
+
+def test_float32_coordinates_from_files_are_accepted():
+    """PDEBench stores coordinates as float32: (i + ½)/1000 is uniform only to ~1e-7."""
+    x = ((np.arange(1000) + 0.5) / 1000).astype(np.float32)
+    u = np.sin(2 * np.pi * x.astype(np.float64))
+    coarse = resample(u, (x,), (500,), periodic=True)
+    assert np.abs(coarse - np.sin(2 * np.pi * centres(500))).max() < 1e-4
