@@ -44,4 +44,9 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__ != "2.13
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/qpde --help >/dev/null
+# FINN (finn-plus) pins versions that conflict with qpde's, so it gets its own venv (.venv-finn);
+# optional: without it `--backends finn` explains how to get it and FINN's tests skip.
+if [ "${QPDE_NO_FINN:-0}" != "1" ]; then
+  scripts/install_finn.sh || echo "install.sh: FINN could not be installed; the finn backend stays unavailable" >&2
+fi
 echo "install.sh: done. Run the tests with: .venv/bin/pytest"

@@ -123,3 +123,21 @@ def test_missing_data_file_is_one_line_error(tmp_path):
     result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "/nonexistent/burgers.h5" in result.output and "qpde data burgers" in result.output
+
+
+@pytest.mark.slow
+def test_run_with_finn_backend(tmp_path):
+    from qpde.finn_backend import finn_available
+
+    available, why = finn_available()
+    if not available:
+        pytest.skip(f"FINN not installed: run scripts/install_finn.sh ({why})")
+    config = _write(tmp_path, ["fp32", "w4a4"])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(config), "--out", str(out), "--backends", "hls4ml,finn",
+                                 "--executor", "serial"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "results.csv")
+    finn = df[df["backend"] == "finn"].iloc[0]
+    assert finn["tool"] == "finn-plus" and bool(finn["estimate"]) and finn["lut"] > 0
+    assert finn["finn_exec_samples"] == 4 and finn["finn_exec_mismatches"] == 0

@@ -16,7 +16,7 @@ from qpde.models.fno import FNOConfig
 from qpde.quant import parse_scenario
 
 ARCHS = ("fno",)
-BACKENDS = ("hls4ml",)
+BACKENDS = ("hls4ml", "finn")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,13 @@ class HLSConfig:
 
 
 @dataclass(frozen=True)
+class FINNConfig:
+    """FINN estimate flow (`--backends finn`; FINN lives in .venv-finn, see scripts/install_finn.sh)."""
+
+    target_fps: int = 1_000_000  # drives FINN's folding: higher → more parallel → more LUTs
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "quick"
     datasets: tuple[str, ...] = ("burgers",)
@@ -65,6 +72,7 @@ class SweepConfig:
     fno: FNOConfig = FNOConfig()
     train: TrainConfig = TrainConfig()
     hls: HLSConfig = HLSConfig()
+    finn: FINNConfig = FINNConfig()
 
     def data_for(self, dataset: str) -> DataConfig:
         return self.data.get(dataset, DataConfig())
@@ -119,6 +127,7 @@ def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
         "fno": _build(FNOConfig, raw.pop("fno", {}), f"{where} [fno]"),
         "train": _build(TrainConfig, raw.pop("train", {}), f"{where} [train]"),
         "hls": _build(HLSConfig, raw.pop("hls", {}), f"{where} [hls]"),
+        "finn": _build(FINNConfig, raw.pop("finn", {}), f"{where} [finn]"),
     }
     for key in ("datasets", "archs", "scenarios", "resolutions", "backends"):
         if key in raw:

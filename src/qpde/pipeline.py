@@ -19,7 +19,7 @@ import numpy as np
 
 from qpde import __version__
 from qpde.config import SweepConfig, Variant, fingerprint
-from qpde.errors import ConfigError, DataError, QpdeError
+from qpde.errors import ConfigError, DataError, QpdeError, ToolError
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,31 @@ class Sweep:
         cached(path, key, make)
         return json.loads(path.read_text())
 
+    # ---- FINN ----------------------------------------------------------------------------------
+    def finn(self, variant: Variant) -> dict:
+        """FINN's build steps up to estimate reports (and its Python execution against the golden)."""
+        from qpde.finn_backend import finn_available, run_finn
+
+        path = self.layout.bitstreams(variant) / "finn.json"
+        onnx_path = self.qonnx(variant)
+        available, version = finn_available()
+        if not available:
+            raise ToolError(version)
+        key = fingerprint(self.train_key(variant), self.cfg.finn, self.cfg.hls.part, self.cfg.hls.clock_period_ns,
+                          version, "finn")
+
+        def make():
+            start = time.perf_counter()
+            test, _ = self.split(variant.dataset, "test")
+            row = run_finn(onnx_path, self.layout.bitstreams(variant) / "finn", target_fps=self.cfg.finn.target_fps,
+                           x_test=test.step_inputs(variant.resolution), fpga_part=self.cfg.hls.part,
+                           clock_period_ns=self.cfg.hls.clock_period_ns)
+            _write_json(path, row)
+            self.times.add("finn", start)
+
+        cached(path, key, make)
+        return json.loads(path.read_text())
+
 
 EXECUTORS = ("serial", "local", "ray")
 
@@ -234,7 +259,7 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
         announce(variant, "train")
     sweep.metrics(variant)
     if not parse_scenario(variant.scenario).is_float:
-        stages = {"hls4ml": sweep.csim}
+        stages = {"hls4ml": sweep.csim, "finn": sweep.finn}
         for backend in backends:
             if announce:
                 announce(variant, backend)

@@ -24,12 +24,13 @@ COLUMNS = [
     "variant", "dataset", "arch", "w_bits", "a_bits", "resolution", "params", "macs", "bops", "nrmse",
     "mse", "rollout_nrmse", "backend", "tool", "tool_version", "target", "lut", "ff", "dsp", "bram",
     "carry", "latency_cycles", "ii_cycles", "fmax_mhz", "fields_per_s", "csim_samples",
-    "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "estimate", "note",
+    "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
+    "estimate", "note",
 ]
 HARDWARE_BACKENDS = ("hls4ml", "rtl", "finn")
 # Counts that are integers by definition: nullable Int64 keeps "not run" empty instead of 120.0.
 INTEGER_COLUMNS = ["w_bits", "a_bits", "resolution", "params", "macs", "bops", "csim_samples", "csim_mismatches",
-                   "rtlsim_samples", "rtlsim_mismatches"]
+                   "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches"]
 
 
 def _read_json(path: Path) -> dict | None:
