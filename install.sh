@@ -42,7 +42,7 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__ != "2.13
     .venv/bin/python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,ray]"
 .venv/bin/qpde --help >/dev/null
 # FINN (finn-plus) pins versions that conflict with qpde's, so it gets its own venv (.venv-finn);
 # optional: without it `--backends finn` explains how to get it and FINN's tests skip.
