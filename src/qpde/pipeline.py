@@ -86,13 +86,25 @@ def ensure_data(cfg: SweepConfig, dataset: str, layout: Layout) -> tuple[Path, s
         if not path.is_file():
             raise DataError(f"[data.{dataset}] file not found: {path}; generate it with `qpde data {dataset} --out {path}`")
         return path, fingerprint(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
-    key = fingerprint(dataset, data_cfg)
+    key = fingerprint(dataset, data_cfg, _generator_source_hash())
     path = layout.data_file(dataset, key)
     cached(path, key, lambda: generate(
         dataset, path, samples=data_cfg.samples, resolution=data_cfg.resolution, seed=data_cfg.seed,
         **data_cfg.params,
     ))
     return path, key
+
+
+def _generator_source_hash() -> str:
+    """Hash of the data package's source: a changed solver or initial condition regenerates data."""
+    import hashlib
+
+    import qpde.data
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(qpde.data.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class Sweep:
