@@ -163,6 +163,33 @@ def csim(
 
 @app.command()
 @cli_errors
+def search(
+    dataset: Annotated[str, typer.Option(help="Dataset, e.g. burgers.")],
+    arch: Annotated[str, typer.Option(help="Architecture, e.g. fno.")],
+    target_nrmse: Annotated[float, typer.Option(help="Largest acceptable one-step nRMSE (test set).")],
+    config: Annotated[Path | None, typer.Argument(help="Sweep TOML whose scenarios × resolutions are searched.")] = None,
+    metric: Annotated[str, typer.Option(help="Cost to minimise: bops.")] = "bops",
+    out: OutDir = Path("."),
+    verbose: Verbose = False,
+) -> None:
+    """Cheapest quantized variant meeting an nRMSE target, training as few variants as possible."""
+    from qpde.config import load_config
+    from qpde.search import search as run_search
+
+    _setup_logging(verbose)
+    result = run_search(load_config(config), out, dataset, arch, target_nrmse, metric)
+    for c in result.candidates:
+        nrmse = "" if c.nrmse is None else f"nRMSE {c.nrmse:.4f}"
+        console.print(f"  {c.variant:28s} {c.bops:12.4g} BOPs  {c.status:18s} {nrmse}")
+    console.print(f"trained {result.trained_variants} of the grid's {result.grid_variants} models")
+    if result.best is None:
+        raise QpdeError(f"no variant meets nRMSE <= {target_nrmse}; see {out}/search-{dataset}-{arch}.json")
+    console.print(f"best: {result.best} (C-sim {result.csim['samples']} samples, "
+                  f"{result.csim['mismatching_samples']} mismatching the golden)")
+
+
+@app.command()
+@cli_errors
 def report(out: OutDir = Path("."), verbose: Verbose = False) -> None:
     """Write results.csv, report.md and pareto.png from the artifacts under --out."""
     from qpde.report import write_report
