@@ -52,13 +52,14 @@ OutDir = Annotated[Path, typer.Option("--out", help="Root folder for models/, hl
 @app.command()
 @cli_errors
 def run(
-    config: Annotated[Path | None, typer.Argument(help="Sweep TOML; default: the embedded quick Burgers FNO sweep.")] = None,
+    config: Annotated[Path | None, typer.Argument(
+        help="Sweep TOML, or an embedded sweep by name (quick, hardware); default: quick (small Burgers FNO).")] = None,
     out: OutDir = Path("."),
     datasets: Annotated[str | None, typer.Option(help="Comma list overriding the config's datasets.")] = None,
     archs: Annotated[str | None, typer.Option(help="Comma list overriding the config's architectures.")] = None,
     scenarios: Annotated[str | None, typer.Option(help="Comma list, e.g. fp32,w4a8,w8a8.")] = None,
     resolutions: Annotated[str | None, typer.Option(help="Comma list of model resolutions, e.g. 64,32.")] = None,
-    backends: Annotated[str | None, typer.Option(help="Comma list of hardware backends, e.g. hls4ml.")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma list of hardware backends: hls4ml, rtl, finn.")] = None,
     executor: Annotated[str, typer.Option(help="serial, local (process pool) or ray.")] = "local",
     workers: Annotated[int | None, typer.Option(help="Processes for --executor local (default: cores).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,

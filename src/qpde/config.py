@@ -16,7 +16,7 @@ from qpde.models.fno import FNOConfig
 from qpde.quant import parse_scenario
 
 ARCHS = ("fno",)
-BACKENDS = ("hls4ml", "finn")
+BACKENDS = ("hls4ml", "rtl", "finn")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,23 @@ class FINNConfig:
 
 
 @dataclass(frozen=True)
+class RTLConfig:
+    """Open RTL backend (`--backends rtl`): da4ml Verilog, Verilator verdict, Yosys, nextpnr-ecp5.
+
+    The design is fully parallel (one field per clock), so its size grows with grid × channels ×
+    bits; the caps keep a sweep moving: a larger design gets a row with the reason instead."""
+
+    latency_cutoff: float = 4.0  # da4ml pipelining: adder delays per register stage
+    max_lut: int = 60_000  # da4ml's LUT estimate above which the design is not built
+    xilinx_family: str = "xc7"  # Yosys synth_xilinx target for LUT/FF/CARRY/DSP counts
+    pnr: bool = True  # synth_ecp5 + nextpnr-ecp5 + ecppack (Fmax, placed LUTs, .bit)
+    pnr_max_lut: int = 8_000  # synth_ecp5 LUT4s above which P&R is skipped (nextpnr ~6 min / 20k here)
+    ecp5_device: str = "85k"
+    ecp5_package: str = "CABGA381"
+    freq_mhz: float = 100.0  # nextpnr's target clock
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "quick"
     datasets: tuple[str, ...] = ("burgers",)
@@ -73,6 +90,7 @@ class SweepConfig:
     train: TrainConfig = TrainConfig()
     hls: HLSConfig = HLSConfig()
     finn: FINNConfig = FINNConfig()
+    rtl: RTLConfig = RTLConfig()
 
     def data_for(self, dataset: str) -> DataConfig:
         return self.data.get(dataset, DataConfig())
@@ -128,6 +146,7 @@ def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
         "train": _build(TrainConfig, raw.pop("train", {}), f"{where} [train]"),
         "hls": _build(HLSConfig, raw.pop("hls", {}), f"{where} [hls]"),
         "finn": _build(FINNConfig, raw.pop("finn", {}), f"{where} [finn]"),
+        "rtl": _build(RTLConfig, raw.pop("rtl", {}), f"{where} [rtl]"),
     }
     for key in ("datasets", "archs", "scenarios", "resolutions", "backends"):
         if key in raw:
@@ -155,14 +174,22 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: resolution {r} too small (need >= 8)")
 
 
-def load_config(path: Path | None) -> SweepConfig:
-    """Load a sweep from TOML; None gives the embedded quick sweep."""
+def embedded_configs() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("qpde.configs").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_config(path: Path | str | None) -> SweepConfig:
+    """Load a sweep from a TOML file, or an embedded one by name (`quick`, `hardware`, …); None
+    gives the embedded quick sweep."""
     if path is None:
-        text = resources.files("qpde.configs").joinpath("quick.toml").read_text()
-        return config_from_dict(tomllib.loads(text), "embedded quick.toml")
+        path = "quick"
+    if not Path(path).is_file() and str(path) in embedded_configs():
+        text = resources.files("qpde.configs").joinpath(f"{path}.toml").read_text()
+        return config_from_dict(tomllib.loads(text), f"embedded {path}.toml")
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path} (embedded configs: {', '.join(embedded_configs())})")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -24,3 +24,11 @@ class ToolError(QpdeError):
 
 class MismatchError(QpdeError):
     """A simulation differs from the golden."""
+
+
+class DesignTooLargeError(QpdeError):
+    """A fully parallel design exceeds the configured size cap; `estimate` holds its LUT estimate."""
+
+    def __init__(self, message: str, estimate: float):
+        super().__init__(message)
+        self.estimate = estimate

@@ -261,6 +261,65 @@ class Sweep:
         return json.loads(path.read_text())
 
 
+    # ---- open RTL: da4ml → Verilator → Yosys → nextpnr-ecp5 ----------------------------------------
+    def rtl(self, variant: Variant) -> dict:
+        """Fully parallel Verilog from da4ml, proven bit-exact by Verilator on the whole test set,
+        then Yosys synth_xilinx (LUT/FF/CARRY/DSP counts) and synth_ecp5 + nextpnr-ecp5 + ecppack
+        (Fmax, placed LUTs, bitstream). A design over [rtl] max_lut gets a row with the reason."""
+        import da4ml
+
+        from qpde.errors import DesignTooLargeError
+        from qpde.qgraph import QGraph
+        from qpde.rtl import build_rtl, require_match, rtl_verdict, verilator_version
+        from qpde.synth import pnr_ecp5, synth_xilinx
+
+        rcfg = self.cfg.rtl
+        row_path = self.layout.bitstreams(variant) / "rtl.json"
+        verdict_path = self.layout.sim(variant) / "rtlsim_verdict.json"
+        onnx_path = self.qonnx(variant)
+        key = fingerprint(self.train_key(variant), rcfg, da4ml.__version__, verilator_version(), "rtl")
+        out = self.layout.bitstreams(variant) / "rtl"
+
+        def make():
+            start = time.perf_counter()
+            graph = QGraph(onnx_path)
+            try:
+                design = build_rtl(onnx_path, out, latency_cutoff=rcfg.latency_cutoff, max_lut=rcfg.max_lut)
+            except DesignTooLargeError as exc:
+                verdict_path.unlink(missing_ok=True)
+                _write_json(row_path, {"tool": "da4ml cost model", "tool_version": da4ml.__version__,
+                                       "target": "none (not built)", "lut": round(exc.estimate), "estimate": True,
+                                       "note": str(exc)})
+                return
+            self.times.add("rtl_build", start)
+            start = time.perf_counter()
+            test, _ = self.split(variant.dataset, "test")
+            verdict = rtl_verdict(graph, design, test.step_inputs(variant.resolution))
+            _write_json(verdict_path, verdict)
+            self.times.add("rtlsim", start)
+            require_match(verdict)  # figures of an inexact design are worthless: stop here
+            start = time.perf_counter()
+            row = synth_xilinx(design, out / "synth_xilinx", family=rcfg.xilinx_family)
+            self.times.add("synth", start)
+            row = {k: v for k, v in row.items() if k not in ("cells", "tool_version_full")}
+            if rcfg.pnr:
+                start = time.perf_counter()
+                placed = pnr_ecp5(design, out / "pnr_ecp5", device=rcfg.ecp5_device, package=rcfg.ecp5_package,
+                                  freq_mhz=rcfg.freq_mhz, max_lut=rcfg.pnr_max_lut)
+                self.times.add("pnr", start)
+                row.update(
+                    tool=f"{row['tool']} + nextpnr-ecp5", tool_version=placed["tool_version"],
+                    target=f"{row['target']} (LUT/FF/CARRY/DSP); {placed['target']} (Fmax, bitstream)",
+                    fmax_mhz=placed["fmax_mhz"], fields_per_s=placed["fields_per_s"], bitstream=placed["bitstream"],
+                    ecp5_lut=placed["lut"], ecp5_ff=placed["ff"], ecp5_synth_lut4=placed.get("synth_lut4"),
+                    note=placed["note"], seconds={"synth_xilinx": row["seconds"], **placed["seconds"]},
+                )
+            _write_json(row_path, row)
+
+        cached(row_path, key, make)
+        return json.loads(row_path.read_text())
+
+
 EXECUTORS = ("serial", "local", "ray")
 
 
@@ -271,7 +330,7 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
         announce(variant, "train")
     sweep.metrics(variant)
     if not parse_scenario(variant.scenario).is_float:
-        stages = {"hls4ml": sweep.csim, "finn": sweep.finn}
+        stages = {"hls4ml": sweep.csim, "rtl": sweep.rtl, "finn": sweep.finn}
         for backend in backends:
             if announce:
                 announce(variant, backend)

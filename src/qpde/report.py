@@ -33,6 +33,9 @@ INTEGER_COLUMNS = ["w_bits", "a_bits", "resolution", "params", "macs", "bops", "
                    "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches"]
 
 
+HARDWARE_COUNTS = ["lut", "ff", "dsp", "bram", "carry", "latency_cycles", "ii_cycles"]
+
+
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -85,7 +88,13 @@ def results_table(root: Path, variant_ids: list[str] | None = None) -> pd.DataFr
         variant_ids = sorted(p.name for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
     rows = [row for vid in variant_ids for row in variant_rows(root, vid)]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({col: "Int64" for col in INTEGER_COLUMNS})
+    df = df.astype({col: "Int64" for col in INTEGER_COLUMNS})
+    # Resource and cycle counts are integers wherever a tool reports them so (FINN's estimates may not be)
+    for col in HARDWARE_COUNTS:
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.dropna().mod(1).eq(0).all():
+            df[col] = values.astype("Int64")
+    return df
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

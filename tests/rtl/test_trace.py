@@ -96,3 +96,28 @@ def test_matmul_of_non_matrix_weight_is_a_graph_error(tmp_path):
     graph = QGraph(path)
     with pytest.raises(GraphError, match="mm2"):
         trace_graph(graph)
+
+
+def test_da4ml_saturation_of_a_33_bit_operand_is_wrong_upstream():
+    """The defect the width guard exists for (da4ml 0.6): SAT of a value on a 33-bit grid wraps."""
+    from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
+    from da4ml.trace.ops import quantize
+
+    from qpde.rtl.trace import _exact_constants
+
+    def saturate(f: int) -> np.ndarray:  # input in [-1000, 1000] (k=1, i=10) on a fine grid → 1+10+f bits
+        with _exact_constants():
+            x = FixedVariableArray.from_lhs(low=np.full(1, -1000.0), high=np.full(1, 1000.0),
+                                            step=np.full(1, 2.0**-37), hwconf=HWConfig(1, -1, -1), solver_options={})
+            comb = comb_trace(x, quantize(x, 1, 1, f, overflow_mode="SAT", round_mode="TRN"), keep_dead_inputs=True)
+        return np.asarray(comb.predict(np.array([[-1000.0], [-1.0]]))).ravel()
+
+    assert np.array_equal(saturate(21), [-2.0, -1.0])  # 32 bits: exact
+    assert not np.array_equal(saturate(22), [-2.0, -1.0])  # 33 bits: wrong (if this fails, da4ml was fixed)
+
+
+def test_saturation_wider_than_32_bits_is_refused_with_the_node(tmp_path):
+    graph = QGraph(mlp_qonnx(tmp_path / "mlp32.onnx", a_bits=32))
+    with pytest.raises(GraphError, match=r"q_h.*33-bit|q_h.*\d+-bit value"):
+        trace_graph(graph)
+    trace_graph(QGraph(mlp_qonnx(tmp_path / "mlp16.onnx", a_bits=16)))  # 16-bit activations: traced

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qpde.errors import GraphError, MismatchError, ToolError
+from qpde.errors import DesignTooLargeError, GraphError, MismatchError, ToolError
 from qpde.qgraph import FixedType, QGraph
 from qpde.rtl.trace import Traced, check_trace, comb_inputs, trace_graph
 
@@ -95,11 +95,13 @@ def load_design(out_dir: Path) -> RTLDesign:
 
 def build_rtl(qonnx_path: Path, out_dir: Path, *, latency_cutoff: float = DEFAULT_LATENCY_CUTOFF,
               name: str = "qpde_top", solver_options: dict | None = None,
-              check_inputs: np.ndarray | None = None) -> RTLDesign:
+              check_inputs: np.ndarray | None = None, max_lut: float | None = None) -> RTLDesign:
     """Trace the QONNX model with da4ml and write pipelined Verilog (II = 1) under out_dir.
 
     The trace is checked against the exact golden with da4ml's interpreter on edge and random
-    inputs (or `check_inputs`) before anything is written: a MismatchError here is a bug."""
+    inputs (or `check_inputs`) before anything is written: a MismatchError here is a bug.
+    With `max_lut`, a design whose da4ml LUT estimate exceeds it raises DesignTooLargeError
+    before the check and code generation (the slow parts)."""
     from da4ml.codegen import VerilogModel
 
     if latency_cutoff is None or latency_cutoff <= 0:
@@ -107,6 +109,11 @@ def build_rtl(qonnx_path: Path, out_dir: Path, *, latency_cutoff: float = DEFAUL
     qonnx_path, out_dir = Path(qonnx_path), Path(out_dir)
     graph = QGraph(qonnx_path)
     traced = trace_graph(graph, solver_options)
+    if max_lut is not None and traced.cost_estimate > max_lut:
+        raise DesignTooLargeError(
+            f"not built: da4ml estimates {traced.cost_estimate:,.0f} LUTs > max_lut {max_lut:,.0f} for the fully "
+            "parallel design (one field per clock); raise [rtl] max_lut or use a smaller model or resolution",
+            traced.cost_estimate)
     start = time.perf_counter()
     check_trace(graph, traced, default_check_inputs(graph) if check_inputs is None else check_inputs)
     check_s = time.perf_counter() - start

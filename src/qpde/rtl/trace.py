@@ -150,6 +150,7 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
                 k, i, f = kif(graph.quant_params(node, constant=False))
                 p = graph.quant_params(node, constant=False)
                 overflow = "SAT_SYM" if (p.signed and p.narrow) else "SAT"
+                _check_saturation_width(graph, node, x, k, i, f)
                 out = quantize(x, k, i, f, overflow_mode=overflow, round_mode="TRN")
             elif op == "MatMul":
                 if len(dyn) != 1 or node.input[0] != dyn[0]:
@@ -203,6 +204,24 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
     )
     traced._env, traced._inp = env, inp  # for locate_mismatch
     return traced
+
+
+# da4ml 0.6 saturates by comparing the value (on the target grid) with the bounds through an MSB
+# multiplexer, which is exact only for operands of at most 32 bits (measured: a 33-bit operand makes
+# SAT return a wrapped value, silently, in da4ml's interpreter). Wider ones are refused.
+MAX_SATURATION_BITS = 32
+
+
+def _check_saturation_width(graph: QGraph, node, x, k: int, i: int, f: int) -> None:
+    xk, xi, xf = (np.asarray(a) for a in x.kif)
+    needs_saturation = (xk > k) | (xi > i)
+    if not needs_saturation.any():
+        return  # da4ml returns the value unchanged (or only drops fraction bits): no comparator
+    bits = int((xk + xi + np.minimum(xf, f))[needs_saturation].max())
+    if bits > MAX_SATURATION_BITS:
+        raise GraphError(f"{graph._where(node)}: saturating a {bits}-bit value to {k + i + f} bits; da4ml's "
+                         f"saturation is exact only up to {MAX_SATURATION_BITS}-bit operands, so the RTL backend "
+                         "cannot build this variant (use activations of at most 16 bits, e.g. w8a16)")
 
 
 def _floored_at_or_above(graph: QGraph, tensor: str, exp: int) -> bool:
