@@ -141,3 +141,28 @@ def test_run_with_finn_backend(tmp_path):
     finn = df[df["backend"] == "finn"].iloc[0]
     assert finn["tool"] == "finn-plus" and bool(finn["estimate"]) and finn["lut"] > 0
     assert finn["finn_exec_samples"] == 4 and finn["finn_exec_mismatches"] == 0
+
+
+@pytest.mark.slow
+def test_run_with_rtl_backend_builds_verifies_synthesizes_and_places(tmp_path):
+    """w4a4 (≈3k LUT): Verilator on the whole test set, Yosys xc7 counts, ECP5 P&R and a bitstream.
+    w8a16 is over the size cap and w8a32 needs a 33-bit saturation: rows with the reason."""
+    config = tmp_path / "rtl.toml"
+    config.write_text(TINY_SWEEP.format(scenarios=json.dumps(["fp32", "w4a4", "w8a16", "w8a32"]))
+                      .replace("width = 4", "width = 2").replace("modes = 4", "modes = 2").replace("proj = 8", "proj = 4")
+                      + "\n[rtl]\nmax_lut = 10000\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(config), "--out", str(out), "--backends", "rtl", "--executor", "serial"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "results.csv").set_index("variant")
+    built = df.loc["burgers-fno-w4a4-r16"]
+    assert built["backend"] == "rtl" and built["rtlsim_samples"] == 4 and built["rtlsim_mismatches"] == 0
+    assert built["lut"] > 100 and built["ff"] > 0 and built["dsp"] == 0 and built["carry"] > 0
+    assert built["ii_cycles"] == 1 and built["latency_cycles"] >= 2 and built["fmax_mhz"] > 10
+    assert built["fields_per_s"] == pytest.approx(built["fmax_mhz"] * 1e6)
+    assert not bool(built["estimate"]) and "nextpnr" in built["tool"]
+    row = json.loads((out / "bitstreams" / "burgers-fno-w4a4-r16" / "rtl.json").read_text())
+    assert open(row["bitstream"], "rb").read(64).find(b"LFE5U-85F") >= 0  # ecppack's header names the part
+    too_large = df.loc["burgers-fno-w8a16-r16"]
+    assert bool(too_large["estimate"]) and too_large["note"].startswith("not built: da4ml estimates")
+    assert "33-bit" in df.loc["burgers-fno-w8a32-r16"]["note"] and pd.isna(df.loc["burgers-fno-w8a32-r16"]["lut"])

@@ -169,7 +169,8 @@ def search(
     arch: Annotated[str, typer.Option(help="Architecture, e.g. fno.")],
     target_nrmse: Annotated[float, typer.Option(help="Largest acceptable one-step nRMSE (test set).")],
     config: Annotated[Path | None, typer.Argument(help="Sweep TOML whose scenarios × resolutions are searched.")] = None,
-    metric: Annotated[str, typer.Option(help="Cost to minimise: bops.")] = "bops",
+    metric: Annotated[str, typer.Option(
+        help="Cost to minimise: bops (exact count), lut (Yosys LUTs of the RTL), latency (RTL pipeline cycles).")] = "bops",
     out: OutDir = Path("."),
     verbose: Verbose = False,
 ) -> None:
@@ -181,7 +182,8 @@ def search(
     result = run_search(load_config(config), out, dataset, arch, target_nrmse, metric)
     for c in result.candidates:
         nrmse = "" if c.nrmse is None else f"nRMSE {c.nrmse:.4f}"
-        console.print(f"  {c.variant:28s} {c.bops:12.4g} BOPs  {c.status:18s} {nrmse}")
+        cost = "" if c.cost is None or metric == "bops" else f"  {metric} {c.cost:g} ({c.cost_source})"
+        console.print(f"  {c.variant:28s} {c.bops:12.4g} BOPs  {c.status:25s} {nrmse}{cost}")
     console.print(f"trained {result.trained_variants} of the grid's {result.grid_variants} models")
     if result.best is None:
         raise QpdeError(f"no variant meets nRMSE <= {target_nrmse}; see {out}/search-{dataset}-{arch}.json")

@@ -7,10 +7,18 @@ monotone: fewer bits (weight or activation) at no higher resolution is no more a
 candidate misses the target, every candidate it dominates is skipped without training. The full
 grid trains every point; the walk trains only the points cheaper than the answer that no earlier
 failure rules out. The returned variant is verified bit-exact in C simulation before it is returned.
+
+LUTs and latency are known only after training (they depend on the weights: da4ml's adder graphs
+share terms between weights), so for `--metric lut|latency` the walk goes on past the first success:
+the same monotonicity means a candidate that dominates a success (more bits, no lower resolution)
+is no cheaper, so it is skipped too, and the walk ends when every candidate is trained or skipped.
+Each success is then built by the open RTL backend (da4ml → Verilator verdict → Yosys; no P&R), and
+the one with the fewest synthesized LUTs (or pipeline cycles) is returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -22,7 +30,8 @@ from qpde.pipeline import Sweep, _write_json
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
-METRICS = ("bops",)
+METRICS = ("bops", "lut", "latency")
+RTL_COLUMN = {"lut": "lut", "latency": "latency_cycles"}
 
 
 @dataclass
@@ -30,7 +39,9 @@ class Candidate:
     variant: str
     bops: int
     nrmse: float | None = None
-    status: str = "pending"  # trained-meets, trained-misses, skipped-dominated
+    status: str = "pending"  # trained-meets, trained-misses, skipped-dominated, skipped-dominates-success
+    cost: float | None = None  # the metric's value (lut/latency: from the RTL backend, after training)
+    cost_source: str | None = None
 
 
 @dataclass
@@ -62,18 +73,20 @@ def _dominated(variant: Variant, failure: Variant) -> bool:
 
 def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: float, metric: str = "bops") -> SearchResult:
     if metric not in METRICS:
-        raise ConfigError(f"search metric {metric!r} not available yet; choose from {', '.join(METRICS)} "
-                          "(LUT and latency need synthesis of every candidate)")
+        raise ConfigError(f"unknown search metric {metric!r}; choose from {', '.join(METRICS)}")
     if dataset not in cfg.datasets or arch not in cfg.archs:
         raise ConfigError(f"{dataset}/{arch} is not in the sweep's datasets {list(cfg.datasets)} / archs {list(cfg.archs)}")
     scenarios = [s for s in cfg.scenarios if not parse_scenario(s).is_float]
     if not scenarios:
         raise ConfigError("search needs quantized scenarios (e.g. w4a4,w4a8,w8a8)")
+    if metric != "bops":  # synthesis counts are enough to rank; P&R would add minutes per candidate
+        cfg = dataclasses.replace(cfg, rtl=dataclasses.replace(cfg.rtl, pnr=False))
     sweep = Sweep(cfg, root)
     grid = [Variant(dataset, arch, s, r) for r in cfg.resolutions for s in scenarios]
     candidates = sorted((Candidate(v.id, candidate_bops(cfg, v)) for v in grid), key=lambda c: (c.bops, c.variant))
     trained: set[str] = set()
     failures: list[Variant] = []
+    successes: list[Candidate] = []
     result = SearchResult(dataset, arch, target_nrmse, metric, None, candidates,
                           grid_variants=len(grid) + len(cfg.resolutions))  # + a float model per resolution
     for candidate in candidates:
@@ -81,21 +94,48 @@ def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: 
         if any(_dominated(variant, f) for f in failures):
             candidate.status = "skipped-dominated"
             continue
+        if any(_dominated(Variant.parse(s.variant), variant) for s in successes):
+            candidate.status = "skipped-dominates-success"
+            continue
         trained |= {variant.id, Variant(dataset, arch, "fp32", variant.resolution).id}
         candidate.nrmse = sweep.metrics(variant)["nrmse"]
-        if candidate.nrmse <= target_nrmse:
-            candidate.status = "trained-meets"
-            result.best = variant.id
-            result.csim = sweep.csim(variant)
-            if result.csim["mismatching_samples"]:
-                raise QpdeError(f"{variant.id}: C simulation differs from the golden on "
-                                f"{result.csim['mismatching_samples']} samples; not returned")
+        if candidate.nrmse > target_nrmse:
+            candidate.status = "trained-misses"
+            failures.append(variant)
+            continue
+        candidate.status = "trained-meets"
+        successes.append(candidate)
+        if metric == "bops":  # known exactly before training: the first success is the cheapest
+            candidate.cost, candidate.cost_source = candidate.bops, "bops (exact count)"
             break
-        candidate.status = "trained-misses"
-        failures.append(variant)
+    for candidate in successes:
+        if metric != "bops":
+            _rtl_cost(sweep, candidate, metric)
+    ranked = sorted((c for c in successes if c.cost is not None), key=lambda c: (c.cost, c.bops))
+    if ranked:
+        result.best = ranked[0].variant
+        result.csim = sweep.csim(Variant.parse(result.best))
+        if result.csim["mismatching_samples"]:
+            raise QpdeError(f"{result.best}: C simulation differs from the golden on "
+                            f"{result.csim['mismatching_samples']} samples; not returned")
     result.trained_variants = len(trained)
     _write_json(Path(root) / f"search-{dataset}-{arch}.json", asdict(result))
     return result
+
+
+def _rtl_cost(sweep: Sweep, candidate: Candidate, metric: str) -> None:
+    """LUTs (Yosys) or pipeline cycles of the candidate's RTL, verified bit-exact by Verilator first.
+    A design over [rtl] max_lut keeps da4ml's LUT estimate (labelled); one that cannot be built has
+    no cost and is not returned."""
+    variant = Variant.parse(candidate.variant)
+    try:
+        row = sweep.rtl(variant)
+    except QpdeError as exc:
+        log.warning("%s: no RTL cost (%s)", variant.id, exc)
+        candidate.cost_source = f"none: {exc}"
+        return
+    candidate.cost = row.get(RTL_COLUMN[metric])
+    candidate.cost_source = f"{row['tool']} ({'estimate' if row.get('estimate') else 'synthesis'})"
 
 
 def load_result(path: Path) -> dict:
