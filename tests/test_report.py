@@ -46,3 +46,14 @@ def test_joined_table_from_artifacts(tmp_path):
 def test_pareto_front_drops_dominated_points():
     df = pd.DataFrame({"bops": [1, 2, 3, 4], "nrmse": [0.5, 0.6, 0.2, 0.3]})
     assert pareto_front(df, "bops", "nrmse")["bops"].tolist() == [1, 3]
+
+
+def test_variant_whose_graph_cannot_be_exact_gets_a_row_with_the_reason(tmp_path):
+    from qpde.report import results_table
+
+    folder = tmp_path / "models" / "burgers-fno-w8a32-r16"
+    folder.mkdir(parents=True)
+    (folder / "metrics.error").write_text("model: node 'Add_4' (Add): accumulator needs 63 bits\n")
+    df = results_table(tmp_path)
+    assert len(df) == 1 and df.iloc[0]["backend"] == "none" and "63 bits" in df.iloc[0]["note"]
+    assert pd.isna(df.iloc[0]["nrmse"]) and df.iloc[0]["a_bits"] == 32

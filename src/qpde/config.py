@@ -51,6 +51,9 @@ class HLSConfig:
     clock_period_ns: float = 5.0
     strategy: str = "Latency"
     reuse_factor: int = 1
+    vendor_synth: bool = True  # csynth + Vivado synthesis when vitis_hls/vivado are on PATH (else "not run")
+    cosim: bool = False  # C/RTL co-simulation in the vendor run (slow)
+    vendor_timeout_s: float = 4 * 3600
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class RTLConfig:
     max_lut: int = 60_000  # da4ml's LUT estimate above which the design is not built
     xilinx_family: str = "xc7"  # Yosys synth_xilinx target for LUT/FF/CARRY/DSP counts
     pnr: bool = True  # synth_ecp5 + nextpnr-ecp5 + ecppack (Fmax, placed LUTs, .bit)
-    pnr_max_lut: int = 8_000  # synth_ecp5 LUT4s above which P&R is skipped (nextpnr ~6 min / 20k here)
+    pnr_max_lut: int = 5_000  # Yosys xc7 LUTs above which ECP5 P&R is skipped (≈2× as many LUT4s; minutes each)
     ecp5_device: str = "85k"
     ecp5_package: str = "CABGA381"
     freq_mhz: float = 100.0  # nextpnr's target clock

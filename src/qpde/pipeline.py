@@ -7,6 +7,7 @@ matches, so an interrupted sweep resumes and a changed input recomputes only wha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,10 +20,12 @@ import numpy as np
 
 from qpde import __version__
 from qpde.config import SweepConfig, Variant, fingerprint
-from qpde.errors import ConfigError, DataError, QpdeError, ToolError
+from qpde.errors import ConfigError, DataError, GraphError, MismatchError, QpdeError, ToolError
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
+# HLSConfig fields that shape the hls4ml project (C-sim artifacts); the others only steer vendor runs.
+PROJECT_FIELDS = ("backend", "part", "clock_period_ns", "strategy", "reuse_factor")
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,7 @@ class Sweep:
 
         path = self.layout.sim(variant) / "csim_verdict.json"
         onnx_path = self.qonnx(variant)
-        key = fingerprint(self.train_key(variant), self.cfg.hls, hls4ml.__version__, "csim")
+        key = self._csim_key(variant)
 
         def make():
             start = time.perf_counter()
@@ -234,6 +237,38 @@ class Sweep:
 
         cached(path, key, make)
         return json.loads(path.read_text())
+
+    def _csim_key(self, variant: Variant) -> str:
+        import hls4ml
+
+        project = {k: v for k, v in dataclasses.asdict(self.cfg.hls).items() if k in PROJECT_FIELDS}
+        return fingerprint(self.train_key(variant), project, hls4ml.__version__, "csim")
+
+    def vendor(self, variant: Variant) -> dict:
+        """csynth (+ cosim) and Vivado synthesis of the C-simulated hls4ml project when the vendor tools
+        are on PATH; otherwise a row saying "not run" (the project stays written for the user's tools)."""
+        from qpde.vendor import run_vendor_build, vendor_tools
+
+        self.csim(variant)  # the project exists and is bit-exact before anyone synthesizes it
+        hls = self.cfg.hls
+        path = self.layout.bitstreams(variant) / "hls4ml.json"
+        tools = vendor_tools()
+        found = "none" if tools is None else (sorted(tools.hls.items()), tools.vivado)
+        key = fingerprint(self._csim_key(variant), hls.cosim, found, "vendor")
+
+        def make():
+            start = time.perf_counter()
+            row = run_vendor_build(self.layout.hls(variant), cosim=hls.cosim, timeout_s=hls.vendor_timeout_s)
+            _write_json(path, row)
+            self.times.add("vendor", start)
+
+        cached(path, key, make)
+        return json.loads(path.read_text())
+
+    def hls4ml(self, variant: Variant) -> dict:
+        """The hls4ml backend: bit-exact C simulation, then vendor synthesis when configured."""
+        verdict = self.csim(variant)
+        return self.vendor(variant) if self.cfg.hls.vendor_synth else verdict
 
     # ---- FINN ----------------------------------------------------------------------------------
     def finn(self, variant: Variant) -> dict:
@@ -302,7 +337,10 @@ class Sweep:
             row = synth_xilinx(design, out / "synth_xilinx", family=rcfg.xilinx_family)
             self.times.add("synth", start)
             row = {k: v for k, v in row.items() if k not in ("cells", "tool_version_full")}
-            if rcfg.pnr:
+            if rcfg.pnr and row["lut"] > rcfg.pnr_max_lut:
+                row["note"] = (f"P&R not run: {row['lut']} xc7 LUTs > [rtl] pnr_max_lut {rcfg.pnr_max_lut} (synth_ecp5 "
+                               "+ nextpnr-ecp5 take minutes per 10k LUTs on 2 cores; raise it to place and route)")
+            elif rcfg.pnr:
                 start = time.perf_counter()
                 placed = pnr_ecp5(design, out / "pnr_ecp5", device=rcfg.ecp5_device, package=rcfg.ecp5_package,
                                   freq_mhz=rcfg.freq_mhz, max_lut=rcfg.pnr_max_lut)
@@ -328,9 +366,17 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
     failing backend is recorded (sim/<id>/<backend>.error) for its row and the others go on."""
     if announce:
         announce(variant, "train")
-    sweep.metrics(variant)
+    error = sweep.layout.models(variant) / "metrics.error"
+    try:
+        sweep.metrics(variant)
+        error.unlink(missing_ok=True)
+    except (GraphError, MismatchError) as exc:  # this variant's graph cannot be made exact: its row says why
+        log.error("%s: %s", variant.id, exc)
+        error.parent.mkdir(parents=True, exist_ok=True)
+        error.write_text(str(exc))
+        return sweep.times.seconds
     if not parse_scenario(variant.scenario).is_float:
-        stages = {"hls4ml": sweep.csim, "rtl": sweep.rtl, "finn": sweep.finn}
+        stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "finn": sweep.finn}
         for backend in backends:
             if announce:
                 announce(variant, backend)

@@ -45,13 +45,16 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
     variant = Variant.parse(variant_id)
     spec = parse_scenario(variant.scenario)
     metrics = _read_json(root / "models" / variant_id / "metrics.json")
-    if metrics is None:
-        return []
+    failed = root / "models" / variant_id / "metrics.error"
     base = {
         "variant": variant_id, "dataset": variant.dataset, "arch": variant.arch,
         "w_bits": spec.w_bits or 32, "a_bits": spec.a_bits or 32, "resolution": variant.resolution,
-        **{k: metrics.get(k) for k in ("params", "macs", "bops", "nrmse", "mse", "rollout_nrmse")},
     }
+    if failed.is_file():  # trained, but its graph cannot be evaluated exactly: one row with the reason
+        return [{**base, "backend": "none", "note": failed.read_text().strip()}]
+    if metrics is None:
+        return []
+    base.update({k: metrics.get(k) for k in ("params", "macs", "bops", "nrmse", "mse", "rollout_nrmse")})
     if spec.is_float:
         return [{**base, "backend": "pytorch", "tool": "torch", "note": "float reference"}]
     rows = []
@@ -72,7 +75,9 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
                 row.update(tool="hls4ml", tool_version=hls4ml.__version__)
         if rtlsim:
             row.update(rtlsim_samples=rtlsim["samples"], rtlsim_mismatches=rtlsim["mismatching_samples"])
-        if hardware:
+        if hardware and backend == "hls4ml" and all(hardware.get(k) is None for k in ("lut", "latency_cycles")):
+            row["note"] = hardware.get("note")  # vendor tools not run: the row stays hls4ml's C-sim verdict
+        elif hardware:
             row.update({k: v for k, v in hardware.items() if k in COLUMNS})
         elif backend == "hls4ml":
             row["note"] = "C-sim only: vendor tools (vitis-run/vitis_hls, vivado) not run"

@@ -301,11 +301,11 @@ def ecp5_stat_luts(cells: dict[str, int]) -> int:
 
 def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100,
              router: str | None = None, seed: int = 1, timeout_s: float = NEXTPNR_TIMEOUT_S,
-             synth_timeout_s: float = YOSYS_TIMEOUT_S, max_lut: int | None = None) -> dict:
+             synth_timeout_s: float = YOSYS_TIMEOUT_S) -> dict:
     """Synthesize (synth_ecp5), place and route (nextpnr-ecp5) and pack (ecppack) the wrapped core.
 
     A design larger than the part returns a result with `note` "does not fit: …" (no exception),
-    so a sweep goes on; so does one over `max_lut` LUT4s (a time cap: P&R grows fast with size).
+    so a sweep goes on.
     Timing failures are reported as a lower fmax_mhz, not an error."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -335,11 +335,8 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
     luts = ecp5_stat_luts(cells)
     capacity = ECP5_LUTS.get(device)
     result["synth_lut4"] = luts
-    if capacity is not None and luts > capacity or max_lut is not None and luts > max_lut:
-        result["note"] = (f"does not fit: {luts} LUTs > {capacity} (LFE5U-{device}) after synth_ecp5; P&R not run"
-                          if capacity is not None and luts > capacity else
-                          f"P&R not run: {luts} LUT4s after synth_ecp5 > [rtl] pnr_max_lut {max_lut} "
-                          "(nextpnr-ecp5 needs minutes per 10k LUT4s on 2 cores; raise it to place and route)")
+    if capacity is not None and luts > capacity:
+        result["note"] = f"does not fit: {luts} LUTs > {capacity} (LFE5U-{device}) after synth_ecp5; P&R not run"
         result["seconds"] = {k: round(v, 2) for k, v in times.items()}
         (out_dir / "pnr_ecp5.json").write_text(json.dumps(result, indent=2))
         return result
