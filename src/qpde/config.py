@@ -13,9 +13,10 @@ from typing import Any
 
 from qpde.errors import ConfigError
 from qpde.models.fno import FNOConfig
+from qpde.models.unet import UNetConfig
 from qpde.quant import parse_scenario
 
-ARCHS = ("fno",)
+ARCHS = ("fno", "unet")
 BACKENDS = ("hls4ml", "rtl", "finn")
 
 
@@ -90,6 +91,7 @@ class SweepConfig:
     backends: tuple[str, ...] = ("hls4ml",)
     data: dict[str, DataConfig] = field(default_factory=dict)
     fno: FNOConfig = FNOConfig()
+    unet: UNetConfig = UNetConfig()
     train: TrainConfig = TrainConfig()
     hls: HLSConfig = HLSConfig()
     finn: FINNConfig = FINNConfig()
@@ -146,6 +148,7 @@ def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
     sections = {
         "data": {k: _build(DataConfig, v, f"{where} [data.{k}]") for k, v in raw.pop("data", {}).items()},
         "fno": _build(FNOConfig, raw.pop("fno", {}), f"{where} [fno]"),
+        "unet": _build(UNetConfig, raw.pop("unet", {}), f"{where} [unet]"),
         "train": _build(TrainConfig, raw.pop("train", {}), f"{where} [train]"),
         "hls": _build(HLSConfig, raw.pop("hls", {}), f"{where} [hls]"),
         "finn": _build(FINNConfig, raw.pop("finn", {}), f"{where} [finn]"),
@@ -175,6 +178,9 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
     for r in cfg.resolutions:
         if r < 8:
             raise ConfigError(f"{where}: resolution {r} too small (need >= 8)")
+        if "unet" in cfg.archs and r % 2**cfg.unet.depth:
+            raise ConfigError(f"{where}: resolution {r} is not divisible by 2^depth = {2**cfg.unet.depth} "
+                              "([unet] depth halves the grid per level)")
 
 
 def embedded_configs() -> list[str]:

@@ -29,8 +29,11 @@ def layer_costs(model: nn.Module, spec: QuantSpec) -> list[LayerCost]:
     hooks = []
 
     def hook(name, module):
-        def record(_module, inputs, _output):
-            positions = int(inputs[0].numel() // module.in_features)
+        def record(_module, inputs, output):
+            if isinstance(module, nn.Conv1d):  # every output position applies the whole kernel
+                positions = int(output.shape[0] * output.shape[-1])
+            else:
+                positions = int(inputs[0].numel() // module.in_features)
             weight = module.weight.detach()
             macs = int((weight != 0).sum()) * positions
             trainable = _trainable_params(module)
@@ -39,7 +42,7 @@ def layer_costs(model: nn.Module, spec: QuantSpec) -> list[LayerCost]:
         return record
 
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
             hooks.append(module.register_forward_hook(hook(name, module)))
     try:
         with torch.no_grad():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from qpde.errors import GraphError
-from qpde.qgraph import SHAPE_OPS, QGraph
+from qpde.qgraph import SHAPE_OPS, QGraph, _attr
 
 
 def run(graph: QGraph, x: np.ndarray, *, keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
@@ -32,12 +32,48 @@ def run(graph: QGraph, x: np.ndarray, *, keep: bool = False) -> np.ndarray | dic
             out = args[0] + args[1]
         elif op == "Relu":
             out = np.maximum(args[0], 0.0)
+        elif op == "Conv":
+            out = conv1d(args[0], args[1], args[2] if len(args) > 2 else None, graph.conv_pads(node))
+        elif op == "MaxPool":
+            out = maxpool1d(args[0], int(_attr(node, "kernel_shape")[0]))
+        elif op == "Resize":
+            out = np.repeat(args[0], graph.resize_factor(node), axis=-1)
+        elif op == "Concat":
+            out = np.concatenate(args, axis=int(_attr(node, "axis")))
         elif op in SHAPE_OPS:
             out = graph._shape_op(node, args[0], batch=batch)
         else:  # QGraph admits nothing else; keep the executor honest if that changes
             raise GraphError(f"golden: no executor for {op} ({node.name})")
         env[node.output[0]] = out
     return env if keep else env[graph.output_name]
+
+
+def conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, int]) -> np.ndarray:
+    """ONNX Conv (stride 1, no groups/dilation) on x [B, C_in, W] with w [C_out, C_in, K], exactly.
+
+    Written as an explicit sum over input channels and taps of elementwise products, each added in
+    float64. It is exact because every operand is an integer times a power of two (QGraph checked
+    the scales): a product w·x is an integer of at most |w_int|·|x_int| < 2^53 LSBs times
+    2^(w_exp + x_exp), so float64 holds it exactly; every partial sum, with or without the bias, is
+    a multiple of the finest LSB bounded by Σ|w_int|·max|x_int| + |b_int| < 2^53 (QGraph refuses
+    the node otherwise), so no addition rounds in any order. Zero padding adds exact zeros."""
+    batch, c_in, width = x.shape
+    c_out, _, k = w.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1])))
+    out_w = width + pads[0] + pads[1] - k + 1
+    out = np.zeros((batch, c_out, out_w))
+    if b is not None:
+        out += b.reshape(1, c_out, 1)
+    for c in range(c_in):
+        for tap in range(k):
+            out += w[None, :, c, tap, None] * padded[:, None, c, tap : tap + out_w]
+    return out
+
+
+def maxpool1d(x: np.ndarray, kernel: int) -> np.ndarray:
+    """Non-overlapping max pooling along the last axis (ONNX floor mode: a ragged tail is dropped)."""
+    n_out = x.shape[-1] // kernel
+    return x[..., : n_out * kernel].reshape(*x.shape[:-1], n_out, kernel).max(axis=-1)
 
 
 def quantized_input(graph: QGraph, x: np.ndarray) -> np.ndarray:

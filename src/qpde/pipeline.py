@@ -343,7 +343,7 @@ class Sweep:
             elif rcfg.pnr:
                 start = time.perf_counter()
                 placed = pnr_ecp5(design, out / "pnr_ecp5", device=rcfg.ecp5_device, package=rcfg.ecp5_package,
-                                  freq_mhz=rcfg.freq_mhz, max_lut=rcfg.pnr_max_lut)
+                                  freq_mhz=rcfg.freq_mhz)
                 self.times.add("pnr", start)
                 row.update(
                     tool=f"{row['tool']} + nextpnr-ecp5", tool_version=placed["tool_version"],

@@ -23,7 +23,9 @@ from qpde.errors import GraphError
 
 FLOAT64_MANTISSA_BITS = 53
 SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
-DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Relu") + SHAPE_OPS
+# Ops on channels-first [batch, channels, width] tensors (1-D convolutional models such as UNet1d).
+SPATIAL_OPS = ("Conv", "MaxPool", "Resize", "Concat")
+DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Relu") + SPATIAL_OPS + SHAPE_OPS
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,96 @@ class QGraph:
                 raise GraphError(f"{self._where(node)}: constant on the left of MatMul; transpose the graph")
         if node.op_type == "Quant":
             self.quant_params(node, constant=False)
+        if node.op_type in SPATIAL_OPS:
+            self._check_spatial(node)
+
+    def _check_spatial(self, node) -> None:
+        """Conv (1-D, stride 1, no groups/dilation), MaxPool (non-overlapping, unpadded), Resize
+        (nearest, integer factor along the width that is a plain repeat), Concat (of activations)."""
+        op, where = node.op_type, self._where(node)
+        if len(node.output) != 1:
+            raise GraphError(f"{where}: only one output is supported (no MaxPool indices)")
+        if op == "Concat":
+            if any(name in self.consts for name in node.input):
+                raise GraphError(f"{where}: Concat with a constant input is not supported")
+            return
+        shape = self.model.get_tensor_shape(node.input[0])
+        if shape is None:
+            raise GraphError(f"{where}: input shape unknown; run shape inference (qonnx cleanup) first")
+        rank = len(shape)
+        if rank != 3:
+            raise GraphError(f"{where}: only 1-D [batch, channels, width] tensors are supported, got rank {rank}")
+        if node.input[0] in self.consts:
+            raise GraphError(f"{where}: constant data input")
+        if op == "Conv":
+            if len(node.input) < 2 or any(n not in self.consts for n in node.input[1:] if n):
+                raise GraphError(f"{where}: Conv weight and bias must be constants (quantized weights)")
+            weight = self.consts[node.input[1]]
+            if weight.ndim != 3:
+                raise GraphError(f"{where}: weight of rank {weight.ndim}; only 1-D convolutions are supported")
+            if _attr(node, "group", 1) != 1:
+                raise GraphError(f"{where}: grouped/depthwise convolution is not supported")
+            ones = [*_attr(node, "dilations", [1]), *_attr(node, "strides", [1])]
+            if any(v != 1 for v in ones):
+                raise GraphError(f"{where}: only stride 1 and dilation 1 are supported")
+            if _attr(node, "auto_pad", "NOTSET") != "NOTSET":
+                raise GraphError(f"{where}: auto_pad is not supported; export explicit pads")
+            if any(p < 0 for p in self.conv_pads(node)):
+                raise GraphError(f"{where}: negative pads are not supported")
+            if len(node.input) > 2 and node.input[2] and self.consts[node.input[2]].size != weight.shape[0]:
+                raise GraphError(f"{where}: bias size does not match {weight.shape[0]} output channels")
+        elif op == "MaxPool":
+            kernel = list(_attr(node, "kernel_shape", []))
+            strides = list(_attr(node, "strides", [1] * len(kernel)))
+            if len(kernel) != 1 or strides != kernel:
+                raise GraphError(f"{where}: only 1-D non-overlapping max pooling (stride = kernel) is supported")
+            dilated = any(v != 1 for v in _attr(node, "dilations", [1]))
+            if any(_attr(node, "pads", [0, 0])) or _attr(node, "ceil_mode", 0) or dilated or \
+                    _attr(node, "auto_pad", "NOTSET") != "NOTSET":
+                raise GraphError(f"{where}: padded, ceil-mode or dilated max pooling is not supported")
+        elif op == "Resize":
+            self.resize_factor(node)
+
+    def conv_pads(self, node) -> tuple[int, int]:
+        """(left, right) zero padding of a 1-D Conv."""
+        pads = list(_attr(node, "pads", [0, 0]))
+        if len(pads) != 2:
+            raise GraphError(f"{self._where(node)}: expected 1-D pads [left, right], got {pads}")
+        return int(pads[0]), int(pads[1])
+
+    def resize_factor(self, node) -> int:
+        """Integer upsampling factor of a nearest Resize that repeats each width sample f times.
+
+        Checked against ONNX's coordinate mapping for the node's own coordinate_transformation_mode
+        and nearest_mode, so any exported variant that is a plain repeat is accepted, others refused."""
+        where = self._where(node)
+        if _attr(node, "mode", "nearest") != "nearest":
+            raise GraphError(f"{where}: Resize mode {_attr(node, 'mode')!r}; only 'nearest' is exact")
+        if _attr(node, "axes") is not None:
+            raise GraphError(f"{where}: Resize with axes is not supported")
+        names = list(node.input) + [""] * (4 - len(node.input))
+        if any(n and n not in self.consts for n in names[1:]):
+            raise GraphError(f"{where}: Resize roi/scales/sizes must be constants")
+        in_shape = list(self.model.get_tensor_shape(names[0]) or [])
+        if names[2] and self.consts[names[2]].size:
+            scales = [float(v) for v in self.consts[names[2]]]
+            out_shape = [int(math.floor(s * d)) for s, d in zip(scales, in_shape)]
+        elif names[3]:
+            out_shape = [int(v) for v in self.consts[names[3]]]
+            scales = [o / i for o, i in zip(out_shape, in_shape)]
+        else:
+            raise GraphError(f"{where}: Resize needs scales or sizes")
+        if len(out_shape) != 3 or out_shape[:2] != in_shape[:2]:
+            raise GraphError(f"{where}: only resizing the width of [batch, channels, width] is supported")
+        factor = out_shape[2] // in_shape[2]
+        if factor < 1 or out_shape[2] != factor * in_shape[2]:
+            raise GraphError(f"{where}: width {in_shape[2]} → {out_shape[2]} is not an integer upsampling")
+        index = _nearest_index(node, in_shape[2], out_shape[2], scales[2])
+        if not np.array_equal(index, np.arange(out_shape[2]) // factor):
+            raise GraphError(f"{where}: this nearest Resize (coordinate_transformation_mode "
+                             f"{_attr(node, 'coordinate_transformation_mode', 'half_pixel')!r}, nearest_mode "
+                             f"{_attr(node, 'nearest_mode', 'round_prefer_floor')!r}) is not a plain ×{factor} repeat")
+        return factor
 
     def quant_params(self, node, *, constant: bool) -> QuantParams:
         names = list(node.input)
@@ -221,6 +313,14 @@ class QGraph:
                 out = self._matmul_type(node, ins[0])
             elif node.op_type == "Add":
                 out = self._add_type(node, ins)
+            elif node.op_type == "Conv":
+                out = self._conv_type(node, ins[0])
+            elif node.op_type in ("MaxPool", "Resize"):
+                out = ins[0]  # selects or repeats values: same type
+            elif node.op_type == "Concat":
+                exp = min(t.exp for t in ins)
+                bounds = [t.align(exp) for t in ins]
+                out = FixedType(min(b[0] for b in bounds), max(b[1] for b in bounds), exp)
             types[node.output[0]] = out
         if types.get(self.output_name) is None:
             raise GraphError(f"{self._where()}: output is not quantized")
@@ -246,6 +346,51 @@ class QGraph:
         bound = int(np.abs(w_int).sum(axis=0).max()) * x.max_abs
         self._require_exact(node, bound)
         return FixedType(lo, hi, x.exp + w_type.exp)
+
+    def conv_bias(self, node) -> str | None:
+        return node.input[2] if len(node.input) > 2 and node.input[2] else None
+
+    def conv_accum_type(self, node, x: FixedType) -> FixedType:
+        """Symmetric type holding every partial sum of a Conv in any order: per output channel
+        Σ|w|·max|x| + |bias|, at the finer LSB of products and bias."""
+        w_type = self.const_type(node.input[1])
+        w_int = np.abs(np.round(self.consts[node.input[1]] / 2.0**w_type.exp)).astype(object)
+        exp = x.exp + w_type.exp
+        sums = [int(v) * x.max_abs for v in w_int.reshape(w_int.shape[0], -1).sum(axis=1)]
+        bias = self.conv_bias(node)
+        if bias is None:
+            bound = max(sums)
+        else:
+            b_type = self.const_type(bias)
+            new_exp = min(exp, b_type.exp)
+            b_int = np.abs(np.round(self.consts[bias].reshape(-1) / 2.0**b_type.exp)).astype(object)
+            bound = max((s << (exp - new_exp)) + (int(b) << (b_type.exp - new_exp))
+                        for s, b in zip(sums, b_int))
+            exp = new_exp
+        return FixedType(-bound, bound, exp)
+
+    def _conv_type(self, node, x: FixedType) -> FixedType:
+        w_type = self.const_type(node.input[1])
+        w_int = np.round(self.consts[node.input[1]] / 2.0**w_type.exp).astype(object)
+        w_int = w_int.reshape(w_int.shape[0], -1)  # [C_out, C_in·K]
+        # Zero padding feeds zeros: widen the input interval to contain 0 when there is padding.
+        lo_x, hi_x = (min(x.lo, 0), max(x.hi, 0)) if any(self.conv_pads(node)) else (x.lo, x.hi)
+        pos = np.where(w_int > 0, w_int, 0).sum(axis=1)
+        neg = np.where(w_int < 0, w_int, 0).sum(axis=1)
+        exp = x.exp + w_type.exp
+        hi = [int(p * hi_x + n * lo_x) for p, n in zip(pos, neg)]
+        lo = [int(p * lo_x + n * hi_x) for p, n in zip(pos, neg)]
+        bias = self.conv_bias(node)
+        if bias is not None:
+            b_type = self.const_type(bias)
+            new_exp = min(exp, b_type.exp)
+            b_int = [int(b) << (b_type.exp - new_exp)
+                     for b in np.round(self.consts[bias].reshape(-1) / 2.0**b_type.exp).astype(object)]
+            hi = [(h << (exp - new_exp)) + b for h, b in zip(hi, b_int)]
+            lo = [(v << (exp - new_exp)) + b for v, b in zip(lo, b_int)]
+            exp = new_exp
+        self._require_exact(node, self.conv_accum_type(node, x).max_abs)
+        return FixedType(min(lo), max(hi), exp)
 
     def _add_type(self, node, ins: list[FixedType]) -> FixedType:
         if len(ins) == 1:  # activation + constant (a bias)
@@ -298,6 +443,36 @@ class QGraph:
     def single_consumer(self, tensor: str):
         users = self.consumers.get(tensor, [])
         return users[0] if len(users) == 1 and tensor != self.output_name else None
+
+
+def _nearest_index(node, n_in: int, n_out: int, scale: float) -> np.ndarray:
+    """Source index of every output sample of a 1-D nearest Resize, as ONNX defines it."""
+    mode = _attr(node, "coordinate_transformation_mode", "half_pixel")
+    rounding = _attr(node, "nearest_mode", "round_prefer_floor")
+    i = np.arange(n_out, dtype=np.float64)
+    if mode == "asymmetric":
+        x = i / scale
+    elif mode == "half_pixel":
+        x = (i + 0.5) / scale - 0.5
+    elif mode == "pytorch_half_pixel":
+        x = (i + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(i)
+    elif mode == "align_corners":
+        x = i * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros_like(i)
+    elif mode == "tf_half_pixel_for_nn":
+        x = (i + 0.5) / scale
+    else:
+        raise GraphError(f"node {node.name!r} (Resize): coordinate_transformation_mode {mode!r} not supported")
+    if rounding == "floor":
+        index = np.floor(x)
+    elif rounding == "ceil":
+        index = np.ceil(x)
+    elif rounding == "round_prefer_floor":
+        index = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
+    elif rounding == "round_prefer_ceil":
+        index = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
+    else:
+        raise GraphError(f"node {node.name!r} (Resize): nearest_mode {rounding!r} not supported")
+    return np.clip(index, 0, n_in - 1).astype(int)
 
 
 def _common_exponent(values: np.ndarray) -> int:

@@ -18,6 +18,7 @@ from torch import nn
 from qpde.config import TrainConfig, Variant
 from qpde.errors import ConfigError, QpdeError
 from qpde.models.fno import FNO1d, FNOConfig
+from qpde.models.unet import UNet1d, UNetConfig
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,12 @@ def build_model(arch: str, resolution: int, shape: dict, scenario: str) -> nn.Mo
     spec = parse_scenario(scenario)
     if arch == "fno":
         return FNO1d(resolution, FNOConfig(**shape), spec)
-    raise ConfigError(f"unknown architecture {arch!r}; available: fno")
+    if arch == "unet":
+        try:
+            return UNet1d(resolution, UNetConfig(**shape), spec)
+        except ValueError as exc:  # resolution not divisible by 2^depth, even kernel, …
+            raise ConfigError(f"unet at resolution {resolution}: {exc}") from exc
+    raise ConfigError(f"unknown architecture {arch!r}; available: fno, unet")
 
 
 def fit(

@@ -8,6 +8,13 @@ precisions come from QGraph's exact interval analysis:
 - accumulators hold Σ|w|·max|x| + |bias| at the finer of the product and bias LSBs, so no partial
   sum can overflow or round in any summation order;
 - intermediate results without a Quant get their exact interval type (they never round or wrap).
+
+1-D convolutional graphs (Conv, MaxPool, Resize, Concat: QONNX's channels-first [batch, C, W]) map
+to hls4ml's channels-last streaming layers (Conv1D, MaxPooling1D, UpSampling1D, Concatenate): every
+[C, W] tensor is held as [W, C] (one stream beat per grid point), conv kernels are transposed to
+hls4ml's [K, C_in, C_out], and shape ops are only mapped where the data order is unchanged (C = 1,
+the model's input and output). hls4ml inserts the ZeroPadding1D of 'same' convs itself (zero is in
+every type) and Clone layers for tensors with several consumers.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import numpy as np
 
 from qpde.config import HLSConfig
 from qpde.errors import GraphError, ToolError
-from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
+from qpde.qgraph import SHAPE_OPS, SPATIAL_OPS, FixedType, QGraph, _attr
 
 log = logging.getLogger(__name__)
 PROJECT_NAME = "myproject"
@@ -68,14 +75,27 @@ def _fold_quant(graph: QGraph, nodes: list, tensor: str, exact: FixedType) -> _F
     return _Fold(nodes, tensor, exact.ap_type())
 
 
+def _hls_shape(graph: QGraph, tensor: str, spatial: bool) -> list[int]:
+    """A tensor's shape as hls4ml holds it (no batch axis): [C, W] becomes [W, C] in spatial graphs."""
+    shape = [int(s) for s in graph.model.get_tensor_shape(tensor)[1:]]
+    return shape[::-1] if spatial and len(shape) == 2 else shape
+
+
+def _same_order(graph: QGraph, node) -> bool:
+    """True when a shape op keeps the data order under the channels-last relabelling (C = 1)."""
+    shapes = [graph.model.get_tensor_shape(t)[1:] for t in (node.input[0], node.output[0])]
+    return all(len(s) != 2 or s[0] == 1 for s in shapes)
+
+
 def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
     """hls4ml layer dicts, per-layer precision config, input layer name, output layer name."""
+    spatial = any(n.op_type in SPATIAL_OPS for n in graph.nodes)
     first_quant = next((n for n in graph.nodes if n.op_type == "Quant"), None)
     if first_quant is None:
         raise GraphError("model has no input quantizer")
     in_tensor = first_quant.output[0]
     in_name = _name(in_tensor)
-    in_shape = graph.model.get_tensor_shape(in_tensor)[1:]
+    in_shape = _hls_shape(graph, in_tensor, spatial)
     # Layers are named after the tensor they produce: hls4ml keys result variables by layer name.
     layers = [{"class_name": "InputLayer", "name": in_name, "input_shape": list(in_shape), "outputs": [in_name]}]
     precision = {in_name: {"result": _quant_type(graph, first_quant)}}
@@ -96,6 +116,10 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
         x_type = graph.types[x]
         layer = {"inputs": [producer[x]]}
         prec: dict[str, str] = {}
+        if spatial and ((node.op_type == "MatMul" and len(graph.model.get_tensor_shape(x)) == 3)
+                        or (node.op_type in SHAPE_OPS and not _same_order(graph, node))):
+            raise GraphError(f"node {node.name} ({node.op_type}) acts on a channels-first tensor with several "
+                             "channels; only 1-D convolutional layers map it to hls4ml's channels-last layout")
         if node.op_type == "MatMul":
             weight = graph.consts[node.input[1]]
             if weight.ndim != 2:
@@ -138,6 +162,60 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
             fold = _Fold([node], node.output[0], _quant_type(graph, node))
             layer.update(class_name="Activation", activation="linear", n_in=int(np.prod(graph.model.get_tensor_shape(x)[1:])))
             prec = {"result": fold.result}
+        elif node.op_type == "Conv":
+            weight = graph.consts[node.input[1]]  # [C_out, C_in, K]
+            bias = graph.conv_bias(node)
+            c_out, c_in, k = weight.shape
+            width = int(graph.model.get_tensor_shape(x)[2])
+            pad_left, pad_right = graph.conv_pads(node)
+            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+            layer.update(
+                class_name="Conv1D", data_format="channels_last", in_width=width, n_chan=c_in, n_filt=c_out,
+                filt_width=k, stride_width=1, pad_left=pad_left, pad_right=pad_right,
+                out_width=width + pad_left + pad_right - k + 1,
+                weight_data=np.ascontiguousarray(weight.transpose(2, 1, 0)),
+                bias_data=graph.consts[bias].reshape(-1) if bias else np.zeros(c_out), use_bias=True,
+            )
+            w_type = graph.const_type(node.input[1])
+            b_type = graph.const_type(bias) if bias else FixedType(0, 0, w_type.exp)
+            prec = {
+                "weight": w_type.ap_type(),
+                "bias": b_type.ap_type(),
+                "accum": graph.conv_accum_type(node, x_type).ap_type(),
+                "result": fold.result,
+            }
+        elif node.op_type == "MaxPool":
+            kernel = int(_attr(node, "kernel_shape")[0])
+            c, width = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
+            if width % kernel:
+                raise GraphError(f"node {node.name}: width {width} is not a multiple of the pool size {kernel}")
+            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+            layer.update(
+                class_name="MaxPooling1D", data_format="channels_last", n_in=width, n_out=width // kernel,
+                n_filt=c, pool_width=kernel, stride_width=kernel, pad_left=0, pad_right=0,
+            )
+            prec = {"accum": x_type.ap_type(), "result": fold.result}
+        elif node.op_type == "Resize":
+            factor = graph.resize_factor(node)
+            c, width = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
+            fold = _Fold([node], node.output[0], x_type.ap_type())
+            layer.update(
+                class_name="UpSampling1D", data_format="channels_last", algorithm="nearest", in_height=1,
+                out_height=1, in_width=width, out_width=width * factor, n_chan=c,
+            )
+            prec = {"result": fold.result}
+        elif node.op_type == "Concat":
+            if len(node.input) != 2 or len(graph.model.get_tensor_shape(x)) != 3:
+                raise GraphError(f"node {node.name}: only Concat of two [batch, C, W] tensors maps to hls4ml")
+            if int(_attr(node, "axis")) not in (1, -2):
+                raise GraphError(f"node {node.name}: only Concat along channels maps to hls4ml")
+            other = node.input[1]
+            if other not in producer:
+                raise GraphError(f"node {node.name}: input {other} is not produced by a mapped layer")
+            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+            layer.update(class_name="Concatenate", op="concatenate2d", axis=-1,
+                         inputs=[producer[x], producer[other]])
+            prec = {"result": fold.result}
         elif node.op_type == "Transpose":
             perm = [p - 1 for p in graph._attr_perm(node)[1:]]
             fold = _Fold([node], node.output[0], x_type.ap_type())
@@ -145,7 +223,7 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
             prec = {"result": fold.result}
         elif node.op_type in SHAPE_OPS:
             fold = _Fold([node], node.output[0], x_type.ap_type())
-            target = [int(s) for s in graph.model.get_tensor_shape(node.output[0])[1:]]
+            target = _hls_shape(graph, node.output[0], spatial)
             layer.update(class_name="Reshape", target_shape=target)
             prec = {"result": fold.result}
         else:
