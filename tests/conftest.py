@@ -14,16 +14,41 @@ TINY = FNOConfig(width=4, modes=4, layers=2, proj=8)
 TINY_N = 16
 
 
-def calibrated_fno(scenario: str, seed: int = 0, n: int = TINY_N, shape: FNOConfig = TINY) -> FNO1d:
-    """A tiny FNO whose activation scales are calibrated (Brevitas collects stats for 30 steps)."""
-    torch.manual_seed(seed)
-    model = FNO1d(n, shape, parse_scenario(scenario))
+def calibrated(model: torch.nn.Module, n: int) -> torch.nn.Module:
+    """Calibrate a model's activation scales (Brevitas collects stats for 30 training-mode steps)."""
     model.train()
     with torch.no_grad():
         for _ in range(32):
             model(torch.randn(8, n))
-    model.eval()
-    return model
+    return model.eval()
+
+
+def calibrated_fno(scenario: str, seed: int = 0, n: int = TINY_N, shape: FNOConfig = TINY) -> FNO1d:
+    """A tiny FNO whose activation scales are calibrated."""
+    torch.manual_seed(seed)
+    return calibrated(FNO1d(n, shape, parse_scenario(scenario)), n)
+
+
+def assert_golden_equals_brevitas_and_qonnx(model, path, stride: int = 7) -> None:
+    """Where every accumulator fits float32's 24-bit mantissa, Brevitas (float32), QONNX's executor
+    (onnxruntime float32, every `stride`-th input) and the golden must agree exactly."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from qpde import golden
+    from qpde.qgraph import QGraph
+
+    graph = QGraph(path)
+    assert max(t.max_abs.bit_length() for t in graph.types.values() if t) <= 24
+    x = edge_inputs(graph)
+    expected = golden.run(graph, x)
+    with torch.no_grad():
+        brevitas = model(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
+    assert np.array_equal(expected, brevitas)
+    qonnx_out = np.concatenate([
+        execute_onnx(graph.model, {graph.input_name: x[i : i + 1].astype(np.float32)})[graph.output_name]
+        for i in range(0, len(x), stride)
+    ])
+    assert np.array_equal(qonnx_out.astype(np.float64), expected[::stride])
 
 
 @pytest.fixture(scope="session")

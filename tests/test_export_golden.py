@@ -6,11 +6,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from qonnx.core.onnx_exec import execute_onnx
 
 from qpde import golden
 from qpde.qgraph import SHAPE_OPS, QGraph
-from tests.conftest import edge_inputs
+from tests.conftest import assert_golden_equals_brevitas_and_qonnx, edge_inputs
 
 
 def _brevitas(model, x):
@@ -22,17 +21,7 @@ def _brevitas(model, x):
 def test_golden_equals_brevitas_and_qonnx_where_float32_is_exact(tiny_qonnx, scenario):
     """Every accumulator of these scenarios fits float32's 24-bit mantissa at this fan-in, so
     Brevitas (float32), QONNX's executor (onnxruntime float32) and the golden must agree exactly."""
-    model, path = tiny_qonnx(scenario)
-    graph = QGraph(path)
-    assert max(t.max_abs.bit_length() for t in graph.types.values() if t) <= 24
-    x = edge_inputs(graph)
-    expected = golden.run(graph, x)
-    assert np.array_equal(expected, _brevitas(model, x))
-    qonnx_out = np.concatenate([
-        execute_onnx(graph.model, {graph.input_name: x[i : i + 1].astype(np.float32)})[graph.output_name]
-        for i in range(0, len(x), 7)
-    ])
-    assert np.array_equal(qonnx_out.astype(np.float64), expected[::7])
+    assert_golden_equals_brevitas_and_qonnx(*tiny_qonnx(scenario), stride=7)
 
 
 def test_golden_vs_brevitas_w8a32_within_float32_bound(tiny_qonnx):

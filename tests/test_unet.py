@@ -8,7 +8,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
 
 from qpde import golden
@@ -20,22 +19,16 @@ from qpde.models.unet import UNet1d, UNetConfig
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
 from qpde.quant import parse_scenario
 from qpde.sim import compare, csim_outputs
-from tests.conftest import edge_inputs
+from tests.conftest import assert_golden_equals_brevitas_and_qonnx, calibrated, edge_inputs
 
 TINY = UNetConfig(depth=2, features=4, kernel=3)
 N = 16
 
 
 def calibrated_unet(scenario: str, seed: int = 0) -> UNet1d:
-    """A tiny UNet whose activation scales are calibrated (Brevitas collects stats for 30 steps)."""
+    """A tiny UNet whose activation scales are calibrated."""
     torch.manual_seed(seed)
-    model = UNet1d(N, TINY, parse_scenario(scenario))
-    model.train()
-    with torch.no_grad():
-        for _ in range(32):
-            model(torch.randn(8, N))
-    model.eval()
-    return model
+    return calibrated(UNet1d(N, TINY, parse_scenario(scenario)), N)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +44,6 @@ def unet_qonnx(tmp_path_factory):
         return cache[scenario]
 
     return get
-
-
-def _brevitas(model, x):
-    with torch.no_grad():
-        return model(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
 
 
 # ---- model -----------------------------------------------------------------------------------
@@ -119,17 +107,7 @@ def test_golden_values_lie_in_their_types(unet_qonnx, scenario):
 def test_golden_equals_brevitas_and_qonnx_where_float32_is_exact(unet_qonnx, scenario):
     """Every accumulator of these scenarios fits float32's 24-bit mantissa at this fan-in, so
     Brevitas (float32), QONNX's executor (onnxruntime float32) and the golden must agree exactly."""
-    model, path = unet_qonnx(scenario)
-    graph = QGraph(path)
-    assert max(t.max_abs.bit_length() for t in graph.types.values() if t) <= 24
-    x = edge_inputs(graph)
-    expected = golden.run(graph, x)
-    assert np.array_equal(expected, _brevitas(model, x))
-    qonnx_out = np.concatenate([
-        execute_onnx(graph.model, {graph.input_name: x[i : i + 1].astype(np.float32)})[graph.output_name]
-        for i in range(0, len(x), 11)
-    ])
-    assert np.array_equal(qonnx_out.astype(np.float64), expected[::11])
+    assert_golden_equals_brevitas_and_qonnx(*unet_qonnx(scenario), stride=11)
 
 
 def _rational_run(graph, x_row):

@@ -214,7 +214,6 @@ class Sweep:
 
     # ---- hls4ml + C-sim ------------------------------------------------------------------------
     def csim(self, variant: Variant) -> dict:
-        import hls4ml
 
         from qpde.hls import build_project
         from qpde.qgraph import QGraph
