@@ -214,7 +214,6 @@ class Sweep:
 
     # ---- hls4ml + C-sim ------------------------------------------------------------------------
     def csim(self, variant: Variant) -> dict:
-
         from qpde.hls import build_project
         from qpde.qgraph import QGraph
         from qpde.sim import csim_verdict
