@@ -120,6 +120,19 @@ def _scenario_label(row) -> str:
 MARKERS = {"fp32": "*", "w4a4": "v", "w4a8": "<", "w8a8": "o", "w8a16": "s", "w8a32": "D"}
 
 
+def _save_loglog(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     """nRMSE vs BOPs: colour = resolution series, marker = quantization scenario, dashed = the
     Pareto front of each dataset × architecture."""
@@ -140,16 +153,9 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
         if len(front) > 1:
             ax.plot(front["bops"], front["nrmse"], "k--", lw=1)
     ax.plot([], [], "k--", lw=1, label="Pareto front (per dataset × arch)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("BOPs per solved field (bit operations, log scale)")
-    ax.set_ylabel("one-step nRMSE (test set, reference grid, log scale)")
-    ax.set_title("Accuracy vs integer cost (marker = quantization scenario)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_loglog(fig, ax, path, "BOPs per solved field (bit operations, log scale)",
+                 "one-step nRMSE (test set, reference grid, log scale)",
+                 "Accuracy vs integer cost (marker = quantization scenario)")
     return path
 
 
@@ -188,17 +194,9 @@ def plot_hardware(df: pd.DataFrame, root: Path) -> list[Path]:
             for _, row in series.iterrows():
                 ax.annotate(f"{row['arch']} {row['scenario']}", (row["lut"], row["fields_per_s"]),
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("LUTs (count, log scale)")
-        ax.set_ylabel("throughput (solved fields per second, log scale)")
-        ax.set_title("Throughput vs area")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
         path = root / "throughput_vs_lut.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        _save_loglog(fig, ax, path, "LUTs (count, log scale)", "throughput (solved fields per second, log scale)",
+                     "Throughput vs area")
         paths.append(path)
     return paths
 
