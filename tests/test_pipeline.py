@@ -171,3 +171,15 @@ def test_run_with_rtl_backend_builds_verifies_synthesizes_and_places(tmp_path):
     too_large = df.loc["burgers-fno-w8a16-r16"]
     assert bool(too_large["estimate"]) and too_large["note"].startswith("not built: da4ml estimates")
     assert "33-bit" in df.loc["burgers-fno-w8a32-r16"]["note"] and pd.isna(df.loc["burgers-fno-w8a32-r16"]["lut"])
+
+
+def test_every_embedded_config_loads_and_validates():
+    from qpde.config import embedded_configs, load_config
+
+    names = embedded_configs()
+    assert {"quick", "hardware", "paper-1d"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.variants(), name
+    paper = load_config("paper-1d")
+    assert paper.fno.modes == 12 and paper.unet.features == 32 and len(paper.resolutions) >= 3
