@@ -183,3 +183,12 @@ def test_every_embedded_config_loads_and_validates():
         assert cfg.variants(), name
     paper = load_config("paper-1d")
     assert paper.fno.modes == 12 and paper.unet.features == 32 and len(paper.resolutions) >= 3
+
+
+def test_notes_name_artifacts_relative_to_the_sweep_root(tmp_path):
+    """Found by the pool==serial test: an absolute project path in the vendor note made two roots differ."""
+    from qpde.pipeline import portable
+
+    root = tmp_path / "out"
+    note = f"not run: vitis_hls not on PATH (the HLS project is written at {root.resolve()}/hls/v; run it there)"
+    assert portable(note, root) == "not run: vitis_hls not on PATH (the HLS project is written at hls/v; run it there)"

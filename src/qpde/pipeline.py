@@ -58,6 +58,12 @@ def _write_json(path: Path, payload) -> Path:
     return path
 
 
+def portable(text: str, root: Path) -> str:
+    """`text` with the sweep root's absolute path dropped, so notes and errors name artifacts relative
+    to --out: the same sweep in two folders gives identical tables."""
+    return text.replace(f"{Path(root).resolve()}/", "")
+
+
 def cached(artifact: Path, key: str, make: Callable[[], object]) -> bool:
     """Run `make` unless `artifact` exists with a stamp of the same key. True if it ran."""
     stamp = artifact.parent / f".{artifact.name}.stamp"
@@ -257,6 +263,7 @@ class Sweep:
         def make():
             start = time.perf_counter()
             row = run_vendor_build(self.layout.hls(variant), cosim=hls.cosim, timeout_s=hls.vendor_timeout_s)
+            row["note"] = row["note"] and portable(row["note"], self.layout.root)
             _write_json(path, row)
             self.times.add("vendor", start)
 
@@ -371,7 +378,7 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
     except (GraphError, MismatchError) as exc:  # this variant's graph cannot be made exact: its row says why
         log.error("%s: %s", variant.id, exc)
         error.parent.mkdir(parents=True, exist_ok=True)
-        error.write_text(str(exc))
+        error.write_text(portable(str(exc), sweep.layout.root))
         return sweep.times.seconds
     if not parse_scenario(variant.scenario).is_float:
         stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "finn": sweep.finn}
@@ -385,7 +392,7 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
             except QpdeError as exc:
                 log.error("%s: %s", variant.id, exc)
                 error.parent.mkdir(parents=True, exist_ok=True)
-                error.write_text(str(exc))
+                error.write_text(portable(str(exc), sweep.layout.root))
     return sweep.times.seconds
 
 

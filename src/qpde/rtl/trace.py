@@ -22,12 +22,14 @@ da4ml's interpreter (``comb.predict``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 
 from qpde.errors import GraphError, MismatchError
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph, QuantParams
@@ -177,6 +179,16 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
                     counts["relu_folded"] += 1
                 else:
                     out = relu(x)
+            elif op == "Conv":
+                out = _conv1d(graph, node, x)
+            elif op == "MaxPool":
+                kernel = int(_attr(node, "kernel_shape")[0])
+                n_out = x.shape[-1] // kernel  # ONNX floor mode, as the golden: a ragged tail is dropped
+                out = functools.reduce(np.maximum, [x[..., tap : n_out * kernel : kernel] for tap in range(kernel)])
+            elif op == "Resize":  # nearest, integer repeat along the width (QGraph checked): wiring
+                out = _like(x, np.repeat(x._vars, graph.resize_factor(node), axis=-1))
+            elif op == "Concat":
+                out = _like(x, np.concatenate([env[n]._vars for n in node.input], axis=int(_attr(node, "axis"))))
             elif op in SHAPE_OPS:
                 out = graph._shape_op(node, x, batch=None)
             else:
@@ -204,6 +216,41 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
     )
     traced._env, traced._inp = env, inp  # for locate_mismatch
     return traced
+
+
+def _attr(node, name: str):
+    return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
+
+
+def _like(x, variables: np.ndarray):
+    """A traced array of `variables` (da4ml FixedVariables) with x's solver settings."""
+    from da4ml.trace import FixedVariableArray
+
+    return FixedVariableArray(variables, x.solver_options, hwconf=x.hwconf)
+
+
+def _conv1d(graph: QGraph, node, x):
+    """ONNX Conv (1-D, stride 1, no groups; QGraph checked) on x [1, C_in, W] as one constant-matrix
+    product per output position: the window [C_in·K] (zero-padded at the ends) times W [C_in·K, C_out],
+    so da4ml solves it like a MatMul. The golden's conv1d sums the same exact products."""
+    from da4ml.trace import FixedVariable
+
+    w = graph.consts[node.input[1]]
+    if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
+        raise GraphError(f"{graph._where(node)}: weight not exact in float32 (da4ml's solver input)")
+    bias = graph.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+    left, right = graph.conv_pads(node)
+    _, c_in, width = x.shape
+    c_out, _, k = w.shape
+    zero = FixedVariable.from_const(0.0, hwconf=x.hwconf)
+    padded = np.full((c_in, left + width + right), zero, dtype=object)
+    padded[:, left : left + width] = x._vars[0]
+    out_w = left + width + right - k + 1
+    windows = np.stack([padded[:, p : p + k].reshape(-1) for p in range(out_w)])  # [out_w, C_in·K], c-major
+    y = _like(x, windows) @ w.transpose(1, 2, 0).reshape(c_in * k, c_out)  # [out_w, C_out]
+    if bias is not None:
+        y = y + bias.reshape(1, c_out)
+    return _like(x, y._vars.T[None])  # [1, C_out, out_w]
 
 
 # da4ml 0.6 saturates by comparing the value (on the target grid) with the bounds through an MSB
