@@ -13,10 +13,11 @@ from typing import Any
 
 from qpde.errors import ConfigError
 from qpde.models.fno import FNOConfig
+from qpde.models.transformer import TransformerConfig
 from qpde.models.unet import UNetConfig
 from qpde.quant import parse_scenario
 
-ARCHS = ("fno", "unet")
+ARCHS = ("fno", "unet", "transformer")
 BACKENDS = ("hls4ml", "rtl", "finn")
 
 
@@ -92,6 +93,7 @@ class SweepConfig:
     data: dict[str, DataConfig] = field(default_factory=dict)
     fno: FNOConfig = FNOConfig()
     unet: UNetConfig = UNetConfig()
+    transformer: TransformerConfig = TransformerConfig()
     train: TrainConfig = TrainConfig()
     hls: HLSConfig = HLSConfig()
     finn: FINNConfig = FINNConfig()
@@ -149,6 +151,7 @@ def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
         "data": {k: _build(DataConfig, v, f"{where} [data.{k}]") for k, v in raw.pop("data", {}).items()},
         "fno": _build(FNOConfig, raw.pop("fno", {}), f"{where} [fno]"),
         "unet": _build(UNetConfig, raw.pop("unet", {}), f"{where} [unet]"),
+        "transformer": _build(TransformerConfig, raw.pop("transformer", {}), f"{where} [transformer]"),
         "train": _build(TrainConfig, raw.pop("train", {}), f"{where} [train]"),
         "hls": _build(HLSConfig, raw.pop("hls", {}), f"{where} [hls]"),
         "finn": _build(FINNConfig, raw.pop("finn", {}), f"{where} [finn]"),

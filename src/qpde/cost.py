@@ -1,8 +1,9 @@
 """Integer cost: parameters, MACs and BOPs per layer and in total.
 
 MACs count the nonzero weights applied at every position (a block-diagonal mode mixing or a DFT
-row of zeros costs nothing in hardware). BOPs = MACs × weight bits × input-activation bits, with
-float counted as 32 × 32 bits (the paper's convention)."""
+row of zeros costs nothing in hardware). BOPs = MACs × weight bits × input-activation bits (a product
+of two activations, as in attention: × activation bits twice), with float counted as 32 × 32 bits
+(the paper's convention)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def layer_costs(model: nn.Module, spec: QuantSpec) -> list[LayerCost]:
     finally:
         for handle in hooks:
             handle.remove()
+    for name, module in model.named_modules():  # products of two activations (attention)
+        macs = getattr(module, "activation_macs", 0)
+        if macs:
+            costs.append(LayerCost(f"{name}.activation_products", 0, macs, macs * a_bits * a_bits))
     return costs
 
 

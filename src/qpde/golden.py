@@ -26,8 +26,12 @@ def run(graph: QGraph, x: np.ndarray, *, keep: bool = False) -> np.ndarray | dic
         op = node.op_type
         if op == "Quant":
             out = graph.quant_params(node, constant=False).apply(args[0])
+        elif op == "MatMul" and all(n not in graph.consts for n in node.input):
+            out = matmul_aa(args[0], args[1])
         elif op == "MatMul":
             out = args[0] @ args[1]
+        elif op == "Mul":  # by a constant power of two (QGraph checked): moves the binary point only
+            out = args[0] * args[1]
         elif op == "Add":
             out = args[0] + args[1]
         elif op == "Relu":
@@ -67,6 +71,20 @@ def conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, 
     for c in range(c_in):
         for tap in range(k):
             out += w[None, :, c, tap, None] * padded[:, None, c, tap : tap + out_w]
+    return out
+
+
+def matmul_aa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Activation × activation a [..., M, K] @ b [..., K, P], exactly.
+
+    An explicit sum over the contraction index of elementwise products, each added in float64. It
+    is exact because both operands are integers times powers of two (outputs of Quant nodes): a
+    product is an integer of at most max|a_int|·max|b_int| LSBs of 2^(exp_a + exp_b), and every
+    partial sum is a multiple of that LSB bounded by K·max|a_int|·max|b_int| < 2^53 (QGraph refuses
+    the node otherwise), so neither a product nor an addition rounds, in any order."""
+    out = np.zeros(a.shape[:-1] + b.shape[-1:])
+    for k in range(a.shape[-1]):
+        out += a[..., :, k, None] * b[..., None, k, :]
     return out
 
 

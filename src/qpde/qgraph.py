@@ -25,7 +25,7 @@ FLOAT64_MANTISSA_BITS = 53
 SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
 # Ops on channels-first [batch, channels, width] tensors (1-D convolutional models such as UNet1d).
 SPATIAL_OPS = ("Conv", "MaxPool", "Resize", "Concat")
-DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Relu") + SPATIAL_OPS + SHAPE_OPS
+DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Mul", "Relu") + SPATIAL_OPS + SHAPE_OPS
 
 
 @dataclass(frozen=True)
@@ -169,16 +169,42 @@ class QGraph:
         if node.op_type == "MatMul":
             dynamic = [name for name in node.input if name not in self.consts]
             if len(dynamic) == 2:
-                raise GraphError(
-                    f"{self._where(node)}: MatMul of two activations is not supported by hls4ml's "
-                    "native layers (it would be silently mis-converted); use a constant weight"
-                )
-            if node.input[0] in self.consts:
+                self._check_matmul_aa(node)
+            elif node.input[0] in self.consts:
                 raise GraphError(f"{self._where(node)}: constant on the left of MatMul; transpose the graph")
+        if node.op_type == "Mul":
+            self.mul_shift(node)
         if node.op_type == "Quant":
             self.quant_params(node, constant=False)
         if node.op_type in SPATIAL_OPS:
             self._check_spatial(node)
+
+    def _check_matmul_aa(self, node) -> None:
+        """MatMul of two activations (e.g. Kᵀ·V and Q·(KᵀV) of linear attention): batched
+        [1, M, K] @ [1, K, P] only (no broadcasting), mapped to qpde's hls4ml extension layer."""
+        shapes = [self.model.get_tensor_shape(name) for name in node.input]
+        if any(s is None for s in shapes):
+            raise GraphError(f"{self._where(node)}: MatMul of two activations with unknown input shapes; "
+                             "only batched [1, M, K] @ [1, K, P] is supported (run shape inference first)")
+        a, b = (list(s) for s in shapes)
+        if len(a) != 3 or len(b) != 3 or a[0] != 1 or b[0] != 1 or a[2] != b[1]:
+            raise GraphError(
+                f"{self._where(node)}: MatMul of two activations is supported only as batched "
+                f"[1, M, K] @ [1, K, P], got {a} @ {b}"
+            )
+
+    def mul_shift(self, node) -> int:
+        """k of a Mul by the constant scalar 2^k (moves the binary point: exact); refuses others."""
+        const = [name for name in node.input if name in self.consts]
+        if len(const) != 1:
+            raise GraphError(f"{self._where(node)}: Mul of two activations is not supported; only a "
+                             "multiplication by a constant power of two")
+        value = self.consts[const[0]]
+        exp = math.log2(abs(float(value.ravel()[0]))) if value.size == 1 and value.ravel()[0] > 0 else 0.5
+        if value.size != 1 or not float(exp).is_integer():
+            raise GraphError(f"{self._where(node)}: Mul by {value.ravel()[:4]} is not a multiplication "
+                             "by a positive scalar power of two (not exact in fixed point)")
+        return int(exp)
 
     def _check_spatial(self, node) -> None:
         """Conv (1-D, stride 1, no groups/dilation), MaxPool (non-overlapping, unpadded), Resize
@@ -309,8 +335,12 @@ class QGraph:
                 out = ins[0]
             elif node.op_type == "Relu":
                 out = ins[0].relu()
+            elif node.op_type == "MatMul" and len(ins) == 2:
+                out = self._matmul_aa_type(node, ins[0], ins[1])
             elif node.op_type == "MatMul":
                 out = self._matmul_type(node, ins[0])
+            elif node.op_type == "Mul":
+                out = FixedType(ins[0].lo, ins[0].hi, ins[0].exp + self.mul_shift(node))
             elif node.op_type == "Add":
                 out = self._add_type(node, ins)
             elif node.op_type == "Conv":
@@ -346,6 +376,23 @@ class QGraph:
         bound = int(np.abs(w_int).sum(axis=0).max()) * x.max_abs
         self._require_exact(node, bound)
         return FixedType(lo, hi, x.exp + w_type.exp)
+
+    def matmul_aa_contraction(self, node) -> int:
+        return int(self.model.get_tensor_shape(node.input[0])[-1])
+
+    def matmul_aa_accum_type(self, node, a: FixedType, b: FixedType) -> FixedType:
+        """Symmetric type holding every partial sum of an activation × activation MatMul in any
+        order: K · max|a| · max|b| at LSB 2^(exp_a + exp_b)."""
+        bound = self.matmul_aa_contraction(node) * a.max_abs * b.max_abs
+        return FixedType(-bound, bound, a.exp + b.exp)
+
+    def _matmul_aa_type(self, node, a: FixedType, b: FixedType) -> FixedType:
+        """Each product a·b lies between the extreme corner products; a sum of K of them lies
+        between K times those (exact interval of a K-term dot product of independent ranges)."""
+        corners = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+        k = self.matmul_aa_contraction(node)
+        self._require_exact(node, self.matmul_aa_accum_type(node, a, b).max_abs)
+        return FixedType(k * min(corners), k * max(corners), a.exp + b.exp)
 
     def conv_bias(self, node) -> str | None:
         return node.input[2] if len(node.input) > 2 and node.input[2] else None

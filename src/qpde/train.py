@@ -18,6 +18,7 @@ from torch import nn
 from qpde.config import TrainConfig, Variant
 from qpde.errors import ConfigError, QpdeError
 from qpde.models.fno import FNO1d, FNOConfig
+from qpde.models.transformer import Transformer1d, TransformerConfig
 from qpde.models.unet import UNet1d, UNetConfig
 from qpde.quant import parse_scenario
 
@@ -33,7 +34,12 @@ def build_model(arch: str, resolution: int, shape: dict, scenario: str) -> nn.Mo
             return UNet1d(resolution, UNetConfig(**shape), spec)
         except ValueError as exc:  # resolution not divisible by 2^depth, even kernel, …
             raise ConfigError(f"unet at resolution {resolution}: {exc}") from exc
-    raise ConfigError(f"unknown architecture {arch!r}; available: fno, unet")
+    if arch == "transformer":
+        try:
+            return Transformer1d(resolution, TransformerConfig(**shape), spec)
+        except ValueError as exc:
+            raise ConfigError(f"transformer at resolution {resolution}: {exc}") from exc
+    raise ConfigError(f"unknown architecture {arch!r}; available: fno, unet, transformer")
 
 
 def fit(

@@ -15,6 +15,10 @@ to hls4ml's channels-last streaming layers (Conv1D, MaxPooling1D, UpSampling1D, 
 hls4ml's [K, C_in, C_out], and shape ops are only mapped where the data order is unchanged (C = 1,
 the model's input and output). hls4ml inserts the ZeroPadding1D of 'same' convs itself (zero is in
 every type) and Clone layers for tensors with several consumers.
+
+Activation × activation MatMul ([1, M, K] @ [1, K, P], linear attention) has no exact native
+io_stream layer in hls4ml 1.3; it maps to qpde's extension layer `QpdeMatMulAA` (qpde.hls.extensions),
+folding a following power-of-two Mul (binary-point move) and Quant (result_t).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 
 from qpde.config import HLSConfig
 from qpde.errors import GraphError, ToolError
+from qpde.hls import extensions
 from qpde.qgraph import SHAPE_OPS, SPATIAL_OPS, FixedType, QGraph, _attr
 
 log = logging.getLogger(__name__)
@@ -120,7 +125,9 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
                         or (node.op_type in SHAPE_OPS and not _same_order(graph, node))):
             raise GraphError(f"node {node.name} ({node.op_type}) acts on a channels-first tensor with several "
                              "channels; only 1-D convolutional layers map it to hls4ml's channels-last layout")
-        if node.op_type == "MatMul":
+        if node.op_type == "MatMul" and node.input[1] not in graph.consts:
+            fold, layer, prec = _matmul_aa_layer(graph, node, producer)
+        elif node.op_type == "MatMul":
             weight = graph.consts[node.input[1]]
             if weight.ndim != 2:
                 raise GraphError(f"node {node.name}: weight of rank {weight.ndim}; only 2-D weights map to Dense")
@@ -239,6 +246,30 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
     return layers, precision, in_name, producer[graph.output_name]
 
 
+def _matmul_aa_layer(graph: QGraph, node, producer: dict) -> tuple[_Fold, dict, dict]:
+    """Activation × activation MatMul [1, M, K] @ [1, K, P] → qpde's QpdeMatMulAA extension layer,
+    folding a following Mul by 2^k (binary-point move) and then a Quant (result_t)."""
+    a, b = node.input[0], node.input[1]
+    if b not in producer:
+        raise GraphError(f"node {node.name}: input {b} is not produced by a mapped layer")
+    accum = graph.matmul_aa_accum_type(node, graph.types[a], graph.types[b])
+    nodes, tensor, shift = [node], node.output[0], 0
+    nxt = graph.single_consumer(tensor)
+    if nxt is not None and nxt.op_type == "Mul":
+        shift = graph.mul_shift(nxt)
+        nodes, tensor = nodes + [nxt], nxt.output[0]
+    fold = _fold_quant(graph, nodes, tensor, graph.types[tensor])
+    (m, k), (_, p) = (graph.model.get_tensor_shape(t)[1:] for t in (a, b))
+    layer = {"class_name": extensions.CLASS_NAME, "inputs": [producer[a], producer[b]],
+             "n_rows": int(m), "n_contract": int(k), "n_cols": int(p), "shift": int(shift)}
+    prec = {
+        "accum": accum.ap_type(),
+        "scaled": FixedType(accum.lo, accum.hi, accum.exp + shift).ap_type(),
+        "result": fold.result,
+    }
+    return fold, layer, prec
+
+
 @dataclass
 class HLSProject:
     """A written hls4ml project and its compiled C-simulation library."""
@@ -263,6 +294,7 @@ def build_project(graph: QGraph, out_dir: Path, cfg: HLSConfig, *, compile: bool
     if shutil.which("g++") is None and compile:
         raise ToolError("g++ not found: hls4ml's C simulation needs a C++ compiler (apt-get install g++)")
     layers, precision, in_name, out_name = layer_list(graph)
+    extensions.register(cfg.backend)  # qpde's extension layers (activation × activation MatMul)
     config = create_config(
         output_dir=str(out_dir), project_name=PROJECT_NAME, backend=cfg.backend, part=cfg.part,
         clock_period=cfg.clock_period_ns, io_type="io_stream",
