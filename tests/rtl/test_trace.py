@@ -157,3 +157,35 @@ def test_unet_verilog_equals_golden_in_verilator(tmp_path):
     x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=512)])
     verdict = rtl_verdict(graph, design, x)
     assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
+
+
+def _tiny_transformer(tmp_path, scenario: str, **shape):
+    from qpde.export import export_model
+    from qpde.models.transformer import TransformerConfig
+    from tests.test_transformer import N, TINY, calibrated_transformer
+
+    model = calibrated_transformer(scenario, cfg=TransformerConfig(**shape) if shape else TINY)
+    return export_model(model, N, tmp_path / f"transformer-{scenario}.onnx")
+
+
+@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
+def test_transformer_attention_trace_equals_golden(tmp_path, scenario):
+    """Activation × activation MatMuls (KᵀV, Q·KV) as da4ml multipliers and the 2^-k scale as a shift:
+    da4ml's interpreter equals the golden exactly."""
+    graph = QGraph(_tiny_transformer(tmp_path, scenario))
+    traced = trace_graph(graph)
+    assert traced.op_counts["MatMul"] >= 2 and traced.op_counts["Mul"] == 1
+    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=256)])
+    assert np.array_equal(predict(graph, traced, x), golden.run(graph, x))
+
+
+@pytest.mark.slow
+def test_transformer_verilog_equals_golden_in_verilator(tmp_path):
+    from qpde.rtl import rtl_verdict
+
+    path = _tiny_transformer(tmp_path, "w4a4", dim=2, layers=1, mlp=4)
+    graph = QGraph(path)
+    design = build_rtl(path, tmp_path / "rtl")
+    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=512)])
+    verdict = rtl_verdict(graph, design, x)
+    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict

@@ -38,11 +38,12 @@ class Module:
 
 
 def matmul_layers(graph: QGraph) -> list[Layer]:
-    """Every MatMul of the graph with its exact input/output types and its replica count (a
-    per-point layer acts on every grid point: one copy per row in the fully parallel design)."""
+    """Every constant-weight MatMul of the graph with its exact input/output types and its replica
+    count (a per-point layer acts on every grid point: one copy per row in the fully parallel
+    design). Activation × activation products have no constant matrix to compare: skipped."""
     layers = []
     for node in graph.nodes:
-        if node.op_type != "MatMul":
+        if node.op_type != "MatMul" or node.input[1] not in graph.consts:
             continue
         w_type = graph.const_type(node.input[1])
         w = np.round(graph.consts[node.input[1]] / 2.0**w_type.exp).astype(np.int64)

@@ -154,6 +154,13 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
                 overflow = "SAT_SYM" if (p.signed and p.narrow) else "SAT"
                 _check_saturation_width(graph, node, x, k, i, f)
                 out = quantize(x, k, i, f, overflow_mode=overflow, round_mode="TRN")
+            elif op == "MatMul" and len(dyn) == 2:  # activation × activation (attention): multipliers
+                a, b = env[dyn[0]], env[dyn[1]]
+                if a.shape[0] != 1 or b.shape[0] != 1 or a.ndim != 3 or b.ndim != 3:
+                    raise GraphError(f"{graph._where(node)}: activation MatMul must be batched [1, M, K] @ [1, K, P]")
+                out = _like(x, (_like(x, a._vars[0]) @ _like(x, b._vars[0]))._vars[None])
+            elif op == "Mul":  # by a power-of-two constant (QGraph checked): a shift, i.e. wiring
+                out = x * float(graph.consts[next(n for n in node.input if n in graph.consts)])
             elif op == "MatMul":
                 if len(dyn) != 1 or node.input[0] != dyn[0]:
                     raise GraphError(f"{graph._where(node)}: MatMul needs activation @ constant weight")
