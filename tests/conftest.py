@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -51,19 +53,23 @@ def assert_golden_equals_brevitas_and_qonnx(model, path, stride: int = 7) -> Non
     assert np.array_equal(qonnx_out.astype(np.float64), expected[::stride])
 
 
-@pytest.fixture(scope="session")
-def tiny_qonnx(tmp_path_factory):
-    """scenario → (Brevitas model, path of its cleaned QONNX export)."""
+def exported_per_scenario(root: Path, make_model, n: int):
+    """scenario → (Brevitas model from make_model(scenario), path of its cleaned QONNX export),
+    each built once."""
     cache = {}
-    root = tmp_path_factory.mktemp("qonnx")
 
     def get(scenario: str):
         if scenario not in cache:
-            model = calibrated_fno(scenario)
-            cache[scenario] = (model, export_model(model, TINY_N, root / f"{scenario}.qonnx.onnx"))
+            model = make_model(scenario)
+            cache[scenario] = (model, export_model(model, n, root / f"{scenario}.qonnx.onnx"))
         return cache[scenario]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_qonnx(tmp_path_factory):
+    return exported_per_scenario(tmp_path_factory.mktemp("qonnx"), calibrated_fno, TINY_N)
 
 
 def edge_inputs(graph, n_random: int = 64, seed: int = 0) -> np.ndarray:

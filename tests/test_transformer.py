@@ -21,7 +21,12 @@ from qpde.models.transformer import Transformer1d, TransformerConfig, attention_
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph, QuantParams
 from qpde.quant import parse_scenario
 from qpde.sim import compare, csim_outputs
-from tests.conftest import assert_golden_equals_brevitas_and_qonnx, calibrated, edge_inputs
+from tests.conftest import (
+    assert_golden_equals_brevitas_and_qonnx,
+    calibrated,
+    edge_inputs,
+    exported_per_scenario,
+)
 
 TINY = TransformerConfig(dim=4, layers=1, mlp=8)
 N = 16
@@ -35,17 +40,7 @@ def calibrated_transformer(scenario: str, seed: int = 0, cfg: TransformerConfig 
 
 @pytest.fixture(scope="module")
 def tf_qonnx(tmp_path_factory):
-    """scenario → (Brevitas model, path of its cleaned QONNX export)."""
-    cache = {}
-    root = tmp_path_factory.mktemp("tf_qonnx")
-
-    def get(scenario: str):
-        if scenario not in cache:
-            model = calibrated_transformer(scenario)
-            cache[scenario] = (model, export_model(model, N, root / f"tf-{scenario}.qonnx.onnx"))
-        return cache[scenario]
-
-    return get
+    return exported_per_scenario(tmp_path_factory.mktemp("tf_qonnx"), calibrated_transformer, N)
 
 
 # ---- model -----------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ from qpde.models.unet import UNet1d, UNetConfig
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
 from qpde.quant import parse_scenario
 from qpde.sim import compare, csim_outputs
-from tests.conftest import assert_golden_equals_brevitas_and_qonnx, calibrated, edge_inputs
+from tests.conftest import (
+    assert_golden_equals_brevitas_and_qonnx,
+    calibrated,
+    edge_inputs,
+    exported_per_scenario,
+)
 
 TINY = UNetConfig(depth=2, features=4, kernel=3)
 N = 16
@@ -33,17 +38,7 @@ def calibrated_unet(scenario: str, seed: int = 0) -> UNet1d:
 
 @pytest.fixture(scope="module")
 def unet_qonnx(tmp_path_factory):
-    """scenario → (Brevitas model, path of its cleaned QONNX export)."""
-    cache = {}
-    root = tmp_path_factory.mktemp("unet_qonnx")
-
-    def get(scenario: str):
-        if scenario not in cache:
-            model = calibrated_unet(scenario)
-            cache[scenario] = (model, export_model(model, N, root / f"unet-{scenario}.qonnx.onnx"))
-        return cache[scenario]
-
-    return get
+    return exported_per_scenario(tmp_path_factory.mktemp("unet_qonnx"), calibrated_unet, N)
 
 
 # ---- model -----------------------------------------------------------------------------------

@@ -123,6 +123,24 @@ def test_saturation_wider_than_32_bits_is_refused_with_the_node(tmp_path):
     trace_graph(QGraph(mlp_qonnx(tmp_path / "mlp16.onnx", a_bits=16)))  # 16-bit activations: traced
 
 
+def _assert_trace_exact(graph):
+    """da4ml's interpreter of the traced graph equals the golden on edge and random inputs."""
+    traced = trace_graph(graph)
+    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=256)])
+    assert np.array_equal(predict(graph, traced, x), golden.run(graph, x))
+    return traced
+
+
+def _assert_verilator_exact(path, out_dir):
+    """The generated Verilog, run by Verilator, equals the golden on edge and random inputs."""
+    from qpde.rtl import rtl_verdict
+
+    graph = QGraph(path)
+    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=512)])
+    verdict = rtl_verdict(graph, build_rtl(path, out_dir), x)
+    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
+
+
 def _tiny_unet(tmp_path, scenario: str, depth: int, features: int, n: int):
     import torch
 
@@ -141,22 +159,13 @@ def test_unet_conv_pool_upsample_concat_trace_equals_golden(tmp_path, scenario):
     """Conv as a constant-matrix product per output position, MaxPool as max of taps, nearest
     Resize and Concat as wiring: da4ml's interpreter equals the golden on edge and random inputs."""
     graph = QGraph(_tiny_unet(tmp_path, scenario, depth=2, features=4, n=16))
-    traced = trace_graph(graph)
+    traced = _assert_trace_exact(graph)
     assert {"Conv", "MaxPool", "Resize", "Concat"} <= set(traced.op_counts)
-    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=256)])
-    assert np.array_equal(predict(graph, traced, x), golden.run(graph, x))
 
 
 @pytest.mark.slow
 def test_unet_verilog_equals_golden_in_verilator(tmp_path):
-    from qpde.rtl import rtl_verdict
-
-    path = _tiny_unet(tmp_path, "w4a4", depth=1, features=4, n=8)
-    graph = QGraph(path)
-    design = build_rtl(path, tmp_path / "rtl")
-    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=512)])
-    verdict = rtl_verdict(graph, design, x)
-    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
+    _assert_verilator_exact(_tiny_unet(tmp_path, "w4a4", depth=1, features=4, n=8), tmp_path / "rtl")
 
 
 def _tiny_transformer(tmp_path, scenario: str, **shape):
@@ -173,19 +182,10 @@ def test_transformer_attention_trace_equals_golden(tmp_path, scenario):
     """Activation × activation MatMuls (KᵀV, Q·KV) as da4ml multipliers and the 2^-k scale as a shift:
     da4ml's interpreter equals the golden exactly."""
     graph = QGraph(_tiny_transformer(tmp_path, scenario))
-    traced = trace_graph(graph)
+    traced = _assert_trace_exact(graph)
     assert traced.op_counts["MatMul"] >= 2 and traced.op_counts["Mul"] == 1
-    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=256)])
-    assert np.array_equal(predict(graph, traced, x), golden.run(graph, x))
 
 
 @pytest.mark.slow
 def test_transformer_verilog_equals_golden_in_verilator(tmp_path):
-    from qpde.rtl import rtl_verdict
-
-    path = _tiny_transformer(tmp_path, "w4a4", dim=2, layers=1, mlp=4)
-    graph = QGraph(path)
-    design = build_rtl(path, tmp_path / "rtl")
-    x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=512)])
-    verdict = rtl_verdict(graph, design, x)
-    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
+    _assert_verilator_exact(_tiny_transformer(tmp_path, "w4a4", dim=2, layers=1, mlp=4), tmp_path / "rtl")
