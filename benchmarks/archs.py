@@ -1,10 +1,11 @@
 """Per architecture: BOPs, C-sim throughput next to float PyTorch, and hls4ml conversion + compile time.
 
-Runs (or reuses) a sweep of the default Burgers data with all three architectures, then for every
-quantized variant builds its hls4ml project afresh (timed: conversion + g++ compile) and runs C-sim
-and the float model on the same test fields, one thread. Ratios are from this one run.
+Runs (or reuses) a sweep of the default Burgers data (or a 2D dataset: --dataset darcy at 8×8 on a
+16×16 reference grid) with all three architectures, then for every quantized variant builds its
+hls4ml project afresh (timed: conversion + g++ compile) and runs C-sim and the float model on the
+same test fields, one thread. Ratios are from this one run.
 
-Usage: .venv/bin/python benchmarks/archs.py [--out DIR] [--scenarios w4a8,w8a8] [--epochs 30]
+Usage: .venv/bin/python benchmarks/archs.py [--out DIR] [--dataset D] [--scenarios w4a8,w8a8] [--epochs 30]
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from qpde.config import Variant, load_config, with_overrides
+from qpde.config import DataConfig, Variant, load_config, with_overrides
 from qpde.hls import build_project
 from qpde.pipeline import Sweep, run_sweep
 from qpde.qgraph import QGraph
 from qpde.sim import csim_outputs
+from qpde.task import SPATIAL_NDIM
 from qpde.train import load_checkpoint
+
+
+TINY_2D_PARAMS = {"navier-stokes": {"n_times": 6, "t_final": 5.0}}
 
 
 def rate(fn, x: np.ndarray, repeats: int = 3) -> float:
@@ -41,12 +46,19 @@ def _seconds(fn, x) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench-out/archs"))
+    parser.add_argument("--dataset", default="burgers", help="burgers, diffusion-sorption, darcy, navier-stokes")
     parser.add_argument("--scenarios", default="w4a8,w8a8")
     parser.add_argument("--epochs", type=int, default=30, help="float epochs (QAT: a third); accuracy is not the point")
     args = parser.parse_args()
-    cfg = with_overrides(load_config(None), archs="fno,unet,transformer", scenarios=f"fp32,{args.scenarios}")
+    cfg = with_overrides(load_config(None), archs="fno,unet,transformer", scenarios=f"fp32,{args.scenarios}",
+                         datasets=args.dataset)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=args.epochs,
                                                              qat_epochs=max(1, args.epochs // 3)))
+    if SPATIAL_NDIM[args.dataset] == 2:  # the quick sweep's 1D sizes are r² = 4096 points per field in 2D
+        cfg = dataclasses.replace(
+            cfg, resolutions=(8,), fno=dataclasses.replace(cfg.fno, modes=3),
+            data={args.dataset: DataConfig(samples=20, resolution=16, params=TINY_2D_PARAMS.get(args.dataset, {}))})
+    args.out = args.out / args.dataset
     if not (args.out / "results.csv").exists():
         run_sweep(cfg, args.out)
     results = pd.read_csv(args.out / "results.csv")

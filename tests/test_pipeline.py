@@ -177,12 +177,17 @@ def test_every_embedded_config_loads_and_validates():
     from qpde.config import embedded_configs, load_config
 
     names = embedded_configs()
-    assert {"quick", "hardware", "paper-1d"} <= set(names)
+    assert {"quick", "hardware", "paper"} <= set(names)
     for name in names:
         cfg = load_config(name)
         assert cfg.variants(), name
-    paper = load_config("paper-1d")
-    assert paper.fno.modes == 12 and paper.unet.features == 32 and len(paper.resolutions) >= 3
+    paper = load_config("paper")
+    assert paper.fno.modes == 12 and paper.unet.features == 32
+    # The paper's grid: four datasets × three archs × five scenarios + float × ≥ 3 resolutions each.
+    assert set(paper.datasets) == {"burgers", "diffusion-sorption", "darcy", "navier-stokes"}
+    assert set(paper.archs) == {"fno", "unet", "transformer"}
+    assert {"w4a4", "w4a8", "w8a8", "w8a16", "w8a32", "fp32"} == set(paper.scenarios)
+    assert all(len(paper.resolutions_for(d)) >= 3 for d in paper.datasets)
 
 
 def test_notes_name_artifacts_relative_to_the_sweep_root(tmp_path):

@@ -30,6 +30,7 @@ class DataConfig:
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # solver parameters (e.g. nu, n_times)
     file: str | None = None  # an existing PDEBench file to use instead of generating one
+    resolutions: tuple[int, ...] | None = None  # model resolutions for this dataset (default: the sweep's)
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,17 @@ class SweepConfig:
     def data_for(self, dataset: str) -> DataConfig:
         return self.data.get(dataset, DataConfig())
 
+    def resolutions_for(self, dataset: str) -> tuple[int, ...]:
+        """Model resolutions (points per axis) of a dataset: its [data.*] resolutions, else the sweep's
+        (1D and 2D datasets in one sweep want different grids)."""
+        return self.data_for(dataset).resolutions or self.resolutions
+
     def variants(self) -> list[Variant]:
         return [
             Variant(d, a, s, r)
             for d in self.datasets
             for a in self.archs
-            for r in self.resolutions
+            for r in self.resolutions_for(d)
             for s in self.scenarios
         ]
 
@@ -145,10 +151,16 @@ def _build(cls, raw: dict, where: str):
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _data_config(raw: dict, where: str) -> DataConfig:
+    if "resolutions" in raw:
+        raw = {**raw, "resolutions": tuple(raw["resolutions"])}
+    return _build(DataConfig, raw, where)
+
+
 def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
     raw = dict(raw)
     sections = {
-        "data": {k: _build(DataConfig, v, f"{where} [data.{k}]") for k, v in raw.pop("data", {}).items()},
+        "data": {k: _data_config(v, f"{where} [data.{k}]") for k, v in raw.pop("data", {}).items()},
         "fno": _build(FNOConfig, raw.pop("fno", {}), f"{where} [fno]"),
         "unet": _build(UNetConfig, raw.pop("unet", {}), f"{where} [unet]"),
         "transformer": _build(TransformerConfig, raw.pop("transformer", {}), f"{where} [transformer]"),
@@ -178,12 +190,13 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: {key} {bad} not supported; choose from {list(allowed)}")
     for scenario in cfg.scenarios:
         parse_scenario(scenario)
-    for r in cfg.resolutions:
-        if r < 8:
-            raise ConfigError(f"{where}: resolution {r} too small (need >= 8)")
-        if "unet" in cfg.archs and r % 2**cfg.unet.depth:
-            raise ConfigError(f"{where}: resolution {r} is not divisible by 2^depth = {2**cfg.unet.depth} "
-                              "([unet] depth halves the grid per level)")
+    for dataset in cfg.datasets:
+        for r in cfg.resolutions_for(dataset):
+            if r < 8:
+                raise ConfigError(f"{where}: {dataset} resolution {r} too small (need >= 8)")
+            if "unet" in cfg.archs and r % 2**cfg.unet.depth:
+                raise ConfigError(f"{where}: {dataset} resolution {r} is not divisible by 2^depth = "
+                                  f"{2**cfg.unet.depth} ([unet] depth halves the grid per level)")
 
 
 def embedded_configs() -> list[str]:
@@ -224,6 +237,8 @@ def with_overrides(cfg: SweepConfig, **lists: str | None) -> SweepConfig:
             except ValueError as exc:
                 raise ConfigError(f"--resolutions must be integers, got {text!r}") from exc
         changes[key] = items
+    if "resolutions" in changes:  # the command line's resolutions apply to every dataset
+        changes["data"] = {name: dataclasses.replace(d, resolutions=None) for name, d in cfg.data.items()}
     new = dataclasses.replace(cfg, **changes)
     validate(new, "command line")
     return new

@@ -31,8 +31,8 @@ def layer_costs(model: nn.Module, spec: QuantSpec) -> list[LayerCost]:
 
     def hook(name, module):
         def record(_module, inputs, output):
-            if isinstance(module, nn.Conv1d):  # every output position applies the whole kernel
-                positions = int(output.shape[0] * output.shape[-1])
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):  # every output position applies the whole kernel
+                positions = int(output.shape[0] * output.shape[2:].numel())
             else:
                 positions = int(inputs[0].numel() // module.in_features)
             weight = module.weight.detach()
@@ -43,12 +43,12 @@ def layer_costs(model: nn.Module, spec: QuantSpec) -> list[LayerCost]:
         return record
 
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d)):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             hooks.append(module.register_forward_hook(hook(name, module)))
     try:
         with torch.no_grad():
             model.eval()
-            model(torch.zeros(1, model.resolution))
+            model(torch.zeros(1, model.points))
     finally:
         for handle in hooks:
             handle.remove()

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
-def export_model(model: torch.nn.Module, resolution: int, path: Path) -> Path:
-    """Export a trained quantized model (input [1, resolution]) to QONNX and clean it up."""
+def export_model(model: torch.nn.Module, n_inputs: int, path: Path) -> Path:
+    """Export a trained quantized model to QONNX and clean it up. Its input is [1, n_inputs], the
+    flat field (`model.points`: resolution^d values, 2D fields in raster order)."""
     if getattr(model, "spec", None) is not None and model.spec.is_float:
         raise GraphError("float models have no fixed-point graph; export a quantized scenario (e.g. w8a8)")
     path = Path(path)
@@ -32,7 +33,7 @@ def export_model(model: torch.nn.Module, resolution: int, path: Path) -> Path:
     model.eval()
     # torch.onnx prints progress lines to stdout; keep the CLI's output clean.
     with contextlib.redirect_stdout(io.StringIO()):
-        export_qonnx(model, torch.zeros(1, resolution), str(raw))
+        export_qonnx(model, torch.zeros(1, n_inputs), str(raw))
     clean = cleanup_model(ModelWrapper(str(raw)))
     clean = clean.transform(GemmToMatMulAdd())
     clean = cleanup_model(clean)

@@ -95,7 +95,8 @@ def ensure_data(cfg: SweepConfig, dataset: str, layout: Layout) -> tuple[Path, s
         if not path.is_file():
             raise DataError(f"[data.{dataset}] file not found: {path}; generate it with `qpde data {dataset} --out {path}`")
         return path, fingerprint(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
-    key = fingerprint(dataset, data_cfg, _generator_source_hash())
+    # The model resolutions trained on the data are not an input of the data.
+    key = fingerprint(dataset, dataclasses.replace(data_cfg, resolutions=None), _generator_source_hash())
     path = layout.data_file(dataset, key)
     cached(path, key, lambda: generate(
         dataset, path, samples=data_cfg.samples, resolution=data_cfg.resolution, seed=data_cfg.seed,
@@ -137,16 +138,28 @@ class Sweep:
         return self._splits[(dataset, name)]
 
     # ---- training ----------------------------------------------------------------------------
+    def shape(self, variant: Variant) -> dict:
+        """The architecture's shape section; `residual` (add u(t) back) only where there is a u(t):
+        a steady task such as Darcy maps a coefficient to a solution."""
+        from qpde.task import STEADY
+        from qpde.train import shape_of
+
+        shape = shape_of(variant.arch, self.cfg)
+        if variant.dataset in STEADY and "residual" in shape:
+            shape["residual"] = False
+        return shape
+
     def train_key(self, variant: Variant) -> str:
         _, data_key = self.split(variant.dataset, "train")
-        shape = getattr(self.cfg, variant.arch)
-        base = fingerprint(data_key, variant.arch, variant.resolution, shape, self.cfg.train, __version__)
+        base = fingerprint(data_key, variant.arch, variant.resolution, self.shape(variant), self.cfg.train,
+                           __version__)
         if parse_scenario(variant.scenario).is_float:
             return base
         return fingerprint(base, variant.scenario)
 
     def checkpoint(self, variant: Variant) -> Path:
-        from qpde.train import shape_of, train_variant
+        from qpde.task import SPATIAL_NDIM
+        from qpde.train import train_variant
 
         path = self.layout.models(variant) / "checkpoint.pt"
         float_variant = Variant(variant.dataset, variant.arch, "fp32", variant.resolution)
@@ -157,8 +170,8 @@ class Sweep:
         def make():
             start = time.perf_counter()
             train_variant(
-                variant, shape_of(variant.arch, self.cfg), self.cfg.train, train.pairs(variant.resolution),
-                val.pairs(variant.resolution), path, float_ckpt,
+                variant, self.shape(variant), self.cfg.train, train.pairs(variant.resolution),
+                val.pairs(variant.resolution), path, float_ckpt, ndim=SPATIAL_NDIM[variant.dataset],
             )
             self.times.add("train" if float_ckpt is None else "qat", start)
 
@@ -175,7 +188,8 @@ class Sweep:
 
         def make():
             start = time.perf_counter()
-            export_model(load_checkpoint(ckpt), variant.resolution, path)
+            model = load_checkpoint(ckpt)
+            export_model(model, model.points, path)
             self.times.add("export", start)
 
         cached(path, fingerprint(self.train_key(variant), "export"), make)

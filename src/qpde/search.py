@@ -57,12 +57,14 @@ class SearchResult:
     csim: dict | None = None
 
 
-def candidate_bops(cfg: SweepConfig, variant: Variant) -> int:
+def candidate_bops(sweep: Sweep, variant: Variant) -> int:
     """BOPs of a variant without training it (an untrained model has the same structure)."""
     from qpde.cost import total_cost
-    from qpde.train import build_model, shape_of
+    from qpde.task import SPATIAL_NDIM
+    from qpde.train import build_model
 
-    model = build_model(variant.arch, variant.resolution, shape_of(variant.arch, cfg), variant.scenario)
+    model = build_model(variant.arch, variant.resolution, sweep.shape(variant), variant.scenario,
+                        SPATIAL_NDIM[variant.dataset])
     return total_cost(model, parse_scenario(variant.scenario))["bops"]
 
 
@@ -82,13 +84,14 @@ def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: 
     if metric != "bops":  # synthesis counts are enough to rank; P&R would add minutes per candidate
         cfg = dataclasses.replace(cfg, rtl=dataclasses.replace(cfg.rtl, pnr=False))
     sweep = Sweep(cfg, root)
-    grid = [Variant(dataset, arch, s, r) for r in cfg.resolutions for s in scenarios]
-    candidates = sorted((Candidate(v.id, candidate_bops(cfg, v)) for v in grid), key=lambda c: (c.bops, c.variant))
+    resolutions = cfg.resolutions_for(dataset)
+    grid = [Variant(dataset, arch, s, r) for r in resolutions for s in scenarios]
+    candidates = sorted((Candidate(v.id, candidate_bops(sweep, v)) for v in grid), key=lambda c: (c.bops, c.variant))
     trained: set[str] = set()
     failures: list[Variant] = []
     successes: list[Candidate] = []
     result = SearchResult(dataset, arch, target_nrmse, metric, None, candidates,
-                          grid_variants=len(grid) + len(cfg.resolutions))  # + a float model per resolution
+                          grid_variants=len(grid) + len(resolutions))  # + a float model per resolution
     for candidate in candidates:
         variant = Variant.parse(candidate.variant)
         if any(_dominated(variant, f) for f in failures):

@@ -17,29 +17,32 @@ from torch import nn
 
 from qpde.config import TrainConfig, Variant
 from qpde.errors import ConfigError, QpdeError
-from qpde.models.fno import FNO1d, FNOConfig
-from qpde.models.transformer import Transformer1d, TransformerConfig
-from qpde.models.unet import UNet1d, UNetConfig
+from qpde.models.fno import FNO1d, FNO2d, FNOConfig
+from qpde.models.transformer import Transformer1d, Transformer2d, TransformerConfig
+from qpde.models.unet import UNet1d, UNet2d, UNetConfig
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
 
 
-def build_model(arch: str, resolution: int, shape: dict, scenario: str) -> nn.Module:
+MODELS = {
+    ("fno", 1): (FNO1d, FNOConfig), ("fno", 2): (FNO2d, FNOConfig),
+    ("unet", 1): (UNet1d, UNetConfig), ("unet", 2): (UNet2d, UNetConfig),
+    ("transformer", 1): (Transformer1d, TransformerConfig), ("transformer", 2): (Transformer2d, TransformerConfig),
+}
+
+
+def build_model(arch: str, resolution: int, shape: dict, scenario: str, ndim: int = 1) -> nn.Module:
+    """The `arch` solver for fields with `ndim` spatial axes of `resolution` points each."""
     spec = parse_scenario(scenario)
-    if arch == "fno":
-        return FNO1d(resolution, FNOConfig(**shape), spec)
-    if arch == "unet":
-        try:
-            return UNet1d(resolution, UNetConfig(**shape), spec)
-        except ValueError as exc:  # resolution not divisible by 2^depth, even kernel, …
-            raise ConfigError(f"unet at resolution {resolution}: {exc}") from exc
-    if arch == "transformer":
-        try:
-            return Transformer1d(resolution, TransformerConfig(**shape), spec)
-        except ValueError as exc:
-            raise ConfigError(f"transformer at resolution {resolution}: {exc}") from exc
-    raise ConfigError(f"unknown architecture {arch!r}; available: fno, unet, transformer")
+    if (arch, ndim) not in MODELS:
+        archs = sorted({a for a, _ in MODELS})
+        raise ConfigError(f"no {ndim}-D {arch!r} model; architectures: {', '.join(archs)} in 1-D and 2-D")
+    model_cls, config_cls = MODELS[(arch, ndim)]
+    try:
+        return model_cls(resolution, config_cls(**shape), spec)
+    except ValueError as exc:  # modes above Nyquist, resolution not divisible by 2^depth, even kernel, …
+        raise ConfigError(f"{ndim}-D {arch} at resolution {resolution}: {exc}") from exc
 
 
 def fit(
@@ -102,6 +105,7 @@ def save_checkpoint(path: Path, model: nn.Module, variant: Variant, shape: dict,
         "arch": variant.arch,
         "resolution": variant.resolution,
         "scenario": variant.scenario,
+        "ndim": model.ndim,
         "shape": shape,
         "state_dict": model.state_dict(),
         "history": history,
@@ -117,7 +121,8 @@ def load_checkpoint(path: Path) -> nn.Module:
     if not Path(path).is_file():
         raise QpdeError(f"checkpoint not found: {path}; train it with `qpde run`")
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(payload["arch"], payload["resolution"], payload["shape"], payload["scenario"])
+    model = build_model(payload["arch"], payload["resolution"], payload["shape"], payload["scenario"],
+                        payload.get("ndim", 1))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model
@@ -131,10 +136,11 @@ def train_variant(
     val: tuple[np.ndarray, np.ndarray],
     out: Path,
     float_checkpoint: Path | None = None,
+    ndim: int = 1,
 ) -> Path:
     """Train one variant; quantized ones start from the float checkpoint (QAT fine-tuning)."""
     torch.manual_seed(cfg.seed)  # the initial weights too: a rerun in a fresh process is identical
-    model = build_model(variant.arch, variant.resolution, shape, variant.scenario)
+    model = build_model(variant.arch, variant.resolution, shape, variant.scenario, ndim)
     if parse_scenario(variant.scenario).is_float:
         epochs, lr = cfg.epochs, cfg.lr
     else:

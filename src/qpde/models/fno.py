@@ -1,10 +1,17 @@
-"""FNO1d at a fixed resolution, written so that every op is exact in hardware.
+"""FNO1d and FNO2d at a fixed resolution, written so that every op is exact in hardware.
 
 The spectral convolution is a truncated real DFT done as a constant matrix (cos/−sin rows of the
 kept modes, scaled 1/N), per-mode complex channel mixing (one block-diagonal real matrix), and the
 inverse DFT as a constant matrix; the DFT matrices are quantized like weights and stay fixed in
 training. Layout is channels-last [batch, N, channels] so that a streaming accelerator reads one
 grid point per beat. No grid-coordinate channel: periodic problems are translation equivariant.
+
+FNO2d runs on the r×r field flattened in raster order (N = r², see qpde.task), so every layer
+except the spectral transforms is the 1D model's. Its DFT is separable and done in two constant
+matrices per direction: kron(I_r, F_y), the 1D real DFT along y of every row x, then a complex DFT
+along x of the kept y-modes (and the mirror image for the inverse). Two sparse stages instead of
+one dense r²×modes² matrix: ~r/modes times fewer MACs, and still plain MatMuls along the last axis,
+so every backend maps them like the 1D DFT (no streaming transposes).
 """
 
 from __future__ import annotations
@@ -51,6 +58,45 @@ def dft_matrices(n: int, modes: int) -> tuple[np.ndarray, np.ndarray]:
     return forward, inverse
 
 
+def x_modes(n: int, modes: int) -> np.ndarray:
+    """Kept x wavenumbers of FNO2d: −(modes−1) … modes−1 (as indices mod n). A set closed under
+    negation, so the kept band of a real field is real: inverse ∘ forward is a projection."""
+    return np.r_[0:modes, n - modes + 1 : n]
+
+
+def dft2d_matrices(n: int, modes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Forward stages [F_y (n²→n·2M), F_x (n·2M→2K)] and inverse stages [I_x, I_y] of the truncated
+    2D real DFT of an n×n raster-order field, K = (2M−1)·M kept complex modes.
+
+    After F_y, index x·2M + j holds Re (j < M) or Im (j ≥ M) of mode ky = j mod M of row x. After
+    F_x, index k = i·M + ky holds Re of mode (x_modes[i], ky) and K + k its Im, the [Re…, Im…] layout
+    of ComplexBlockMixing. I_x ∘ F_x is the identity on the kept x band; I_y is the 1D inverse
+    (weight 2 on ky > 0: the Hermitian half the real DFT drops), applied to every row."""
+    forward_y, inverse_y = dft_matrices(n, modes)
+    kx = x_modes(n, modes)
+    theta = 2 * np.pi * np.outer(kx, np.arange(n)) / n  # [Kx, n]
+    cos, sin = np.cos(theta), np.sin(theta)
+    n_kx, m = len(kx), modes
+    k = n_kx * m
+    # b = (1/n) Σ_x a(x) e^{−iθ}:  Re b = (cos·Re a + sin·Im a)/n,  Im b = (cos·Im a − sin·Re a)/n
+    forward_x = np.zeros((2 * k, n * 2 * m))
+    inverse_x = np.zeros((n * 2 * m, 2 * k))
+    for i in range(n_kx):
+        for ky in range(m):
+            re_out, im_out = i * m + ky, k + i * m + ky
+            re_in, im_in = np.arange(n) * 2 * m + ky, np.arange(n) * 2 * m + m + ky
+            forward_x[re_out, re_in], forward_x[re_out, im_in] = cos[i] / n, sin[i] / n
+            forward_x[im_out, im_in], forward_x[im_out, re_in] = cos[i] / n, -sin[i] / n
+            # a(x) = Σ_kx b e^{+iθ}:  Re a = cos·Re b − sin·Im b,  Im a = sin·Re b + cos·Im b
+            inverse_x[re_in, re_out], inverse_x[re_in, im_out] = cos[i], -sin[i]
+            inverse_x[im_in, re_out], inverse_x[im_in, im_out] = sin[i], cos[i]
+    eye = np.eye(n)
+    stages = ([np.kron(eye, forward_y), forward_x], [inverse_x, np.kron(eye, inverse_y)])
+    for matrix in (*stages[0], *stages[1]):
+        matrix[np.abs(matrix) < 1e-12] = 0.0
+    return stages
+
+
 class ComplexBlockMixing(nn.Module):
     """Maps raw per-mode complex weights to one real [C·2M, C·2M] matrix acting on the flattened
     [C, 2M] spectrum (index c·2M + j, j < M real part, j ≥ M imaginary part):
@@ -82,19 +128,27 @@ class ComplexBlockMixing(nn.Module):
         return torch.stack([w_re, w_im])
 
 
+def _fixed_linear(matrix: np.ndarray, spec: QuantSpec) -> qnn.QuantLinear:
+    """A constant matrix (a DFT stage) as a quantized linear map that training leaves alone."""
+    layer = qnn.QuantLinear(matrix.shape[1], matrix.shape[0], bias=False, **linear_kwargs(spec, bias=False))
+    layer.weight.data = torch.tensor(matrix, dtype=torch.float32)
+    layer.weight.requires_grad_(False)
+    return layer
+
+
 class SpectralConv(nn.Module):
     """Truncated DFT → per-mode complex mixing → inverse DFT, each a quantized linear map."""
 
     def __init__(self, n: int, width: int, modes: int, spec: QuantSpec):
         super().__init__()
-        self.width, self.modes = width, modes
         forward, inverse = dft_matrices(n, modes)
-        self.dft = qnn.QuantLinear(n, 2 * modes, bias=False, **linear_kwargs(spec, bias=False))
-        self.idft = qnn.QuantLinear(2 * modes, n, bias=False, **linear_kwargs(spec, bias=False))
-        for layer, matrix in ((self.dft, forward), (self.idft, inverse)):
-            layer.weight.data = torch.tensor(matrix, dtype=torch.float32)
-            layer.weight.requires_grad_(False)
+        self.dft, self.idft = _fixed_linear(forward, spec), _fixed_linear(inverse, spec)
         self.dft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self._init_mixing(width, modes, spec)
+        self.idft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+
+    def _init_mixing(self, width: int, modes: int, spec: QuantSpec) -> None:
+        self.width, self.modes = width, modes
         size = width * 2 * modes
         self.mix = qnn.QuantLinear(size, size, bias=False, **linear_kwargs(spec, bias=False))
         parametrize.register_parametrization(self.mix, "weight", ComplexBlockMixing(width, modes))
@@ -102,19 +156,46 @@ class SpectralConv(nn.Module):
         with torch.no_grad():
             self.mix.parametrizations.weight.original.copy_(scale * torch.randn(2, modes, width, width))
         self.mix_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
-        self.idft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+
+    def transform(self, h: torch.Tensor) -> torch.Tensor:  # [B, C, N] → [B, C, 2M]
+        return self.dft_q(self.dft(h))
+
+    def inverse(self, s: torch.Tensor) -> torch.Tensor:  # [B, C, 2M] → [B, C, N]
+        return self.idft_q(self.idft(s))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: [B, N, C]
         batch = h.shape[0]
-        s = self.dft_q(self.dft(h.transpose(1, 2)))  # [B, C, 2M]
+        s = self.transform(h.transpose(1, 2))
         s = self.mix_q(self.mix(s.reshape(batch, -1))).reshape(batch, self.width, 2 * self.modes)
-        return self.idft_q(self.idft(s)).transpose(1, 2)  # [B, N, C]
+        return self.inverse(s).transpose(1, 2)  # [B, N, C]
+
+
+class SpectralConv2d(SpectralConv):
+    """The same on an n×n raster-order field (N = n²), the DFTs in two separable stages each, every
+    stage followed by its own activation quantizer."""
+
+    def __init__(self, n: int, width: int, modes: int, spec: QuantSpec):
+        nn.Module.__init__(self)
+        (forward_y, forward_x), (inverse_x, inverse_y) = dft2d_matrices(n, modes)
+        self.dft_y, self.dft = _fixed_linear(forward_y, spec), _fixed_linear(forward_x, spec)
+        self.dft_y_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.dft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self._init_mixing(width, len(x_modes(n, modes)) * modes, spec)
+        self.idft_x, self.idft = _fixed_linear(inverse_x, spec), _fixed_linear(inverse_y, spec)
+        self.idft_x_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.idft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+
+    def transform(self, h: torch.Tensor) -> torch.Tensor:
+        return self.dft_q(self.dft(self.dft_y_q(self.dft_y(h))))
+
+    def inverse(self, s: torch.Tensor) -> torch.Tensor:
+        return self.idft_q(self.idft(self.idft_x_q(self.idft_x(s))))
 
 
 class FourierLayer(nn.Module):
-    def __init__(self, n: int, width: int, modes: int, spec: QuantSpec, last: bool):
+    def __init__(self, spectral: SpectralConv, width: int, spec: QuantSpec, last: bool):
         super().__init__()
-        self.spectral = SpectralConv(n, width, modes, spec)
+        self.spectral = spectral
         self.skip = qnn.QuantLinear(width, width, bias=True, **linear_kwargs(spec, bias=True))
         self.skip_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         # The last layer feeds the projection without a nonlinearity, as in the FNO paper.
@@ -132,16 +213,19 @@ class FNO1d(nn.Module):
     """u(t) on N points [B, N] → u(t+Δt) [B, N]."""
 
     arch = "fno"
+    ndim = 1
+    spectral_conv = SpectralConv
 
     def __init__(self, resolution: int, config: FNOConfig, spec: QuantSpec):
         super().__init__()
         self.resolution, self.config, self.spec = resolution, config, spec
+        self.points = resolution**self.ndim  # length of the flat input/output vector
         c = config.width
         self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self.lift = qnn.QuantLinear(1, c, bias=True, **linear_kwargs(spec, bias=True))
         self.lift_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self.layers = nn.ModuleList(
-            FourierLayer(resolution, c, config.modes, spec, last=i == config.layers - 1)
+            FourierLayer(self.spectral_conv(resolution, c, config.modes, spec), c, spec, last=i == config.layers - 1)
             for i in range(config.layers)
         )
         self.proj1 = qnn.QuantLinear(c, config.proj, bias=True, **linear_kwargs(spec, bias=True))
@@ -166,3 +250,10 @@ class FNO1d(nn.Module):
         if self.config.residual:
             out = u_q + self.delta_q(out)
         return self.out_q(out).squeeze(-1)
+
+
+class FNO2d(FNO1d):
+    """u(t) on an r×r grid, flattened in raster order [B, r²] → u(t+Δt) [B, r²]."""
+
+    ndim = 2
+    spectral_conv = SpectralConv2d

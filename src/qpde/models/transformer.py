@@ -20,6 +20,12 @@ not integer-exact); Galerkin attention is stable without softmax and the learned
 activation scales play the role of a fixed normalisation. No positional term: every op is
 per-token or a sum over all tokens, so the model is translation (indeed permutation) equivariant.
 Layout [B, N] in and out like FNO1d; fp32 (float spec) is the plain float model.
+
+Transformer2d: tokens are the r² grid points of the raster-order field [B, r²] (see qpde.task).
+Every op is per token or a sum over all tokens, so the 1D model is already the 2D model with
+N = r²; only the attention scale 2^-ceil(log2 r²) changes. Without a positional term the model sees
+a wall (Darcy's u = 0 boundary) only through the data; a position-dependent bias would need a
+per-token constant that no hls4ml streaming layer holds.
 """
 
 from __future__ import annotations
@@ -98,16 +104,18 @@ class Transformer1d(nn.Module):
     """u(t) on N points [B, N] → u(t+Δt) [B, N]."""
 
     arch = "transformer"
+    ndim = 1
 
     def __init__(self, resolution: int, config: TransformerConfig, spec: QuantSpec):
         super().__init__()
         check_shape(resolution, config)
         self.resolution, self.config, self.spec = resolution, config, spec
+        self.points = resolution**self.ndim  # tokens: the flat input/output vector
         d = config.dim
         self.in_q = _act(spec)
         self.lift = _linear(1, d, spec)
         self.lift_q = _act(spec)
-        self.blocks = nn.ModuleList(GalerkinBlock(resolution, config, spec) for _ in range(config.layers))
+        self.blocks = nn.ModuleList(GalerkinBlock(self.points, config, spec) for _ in range(config.layers))
         self.proj = _linear(d, 1, spec)
         self.out_q = _act(spec)
         if config.residual:
@@ -125,3 +133,9 @@ class Transformer1d(nn.Module):
         if self.config.residual:
             out = u_q + self.delta_q(out)
         return self.out_q(out).squeeze(-1)
+
+
+class Transformer2d(Transformer1d):
+    """u(t) on an r×r grid, flattened in raster order [B, r²] → u(t+Δt) [B, r²]; r² tokens."""
+
+    ndim = 2

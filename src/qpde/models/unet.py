@@ -1,12 +1,14 @@
-"""UNet1d at a fixed resolution (PDEBench's encoder–decoder with skip connections), written so that
-every op is exact in hardware.
+"""UNet1d and UNet2d at a fixed resolution (PDEBench's encoder–decoder with skip connections),
+written so that every op is exact in hardware.
 
-Layout is PyTorch's channels-first [batch, channels, N] inside; the model takes and returns [B, N]
-like FNO1d. Every conv has kernel `kernel` with 'same' zero padding, a bias and a FLOOR ReLU
-quantizer; pooling is MaxPool1d(2); upsampling is nearest ×2 followed by a conv (hls4ml has a
-native streaming UpSampling1D, but no ConvTranspose1d); the skip and the upsampled branch are
-concatenated along channels without requantization (an exact union of their fixed-point types).
-No batch norm: with none there is nothing to fold before export.
+Layout is PyTorch's channels-first [batch, channels, N] (1-D) or [batch, channels, r, r] (2-D)
+inside; the models take and return the flat field [B, N] or [B, r²] (raster order, see qpde.task)
+like FNO1d/FNO2d. Every conv has kernel `kernel` (kernel × kernel in 2-D) with 'same' zero padding,
+a bias and a FLOOR ReLU quantizer; pooling is max pooling by 2 along every axis; upsampling is
+nearest ×2 followed by a conv (hls4ml has native streaming UpSampling1D/2D, but no
+ConvTranspose); the skip and the upsampled branch are concatenated along channels without
+requantization (an exact union of their fixed-point types). No batch norm: with none there is
+nothing to fold before export.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from qpde.quant import QuantSpec, act_kwargs, linear_kwargs
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Shape of a UNet1d."""
+    """Shape of a UNet1d / UNet2d."""
 
     depth: int = 2  # poolings (levels below the input resolution); resolution must divide by 2^depth
     features: int = 4  # channels of the first level, doubled at every level down
-    kernel: int = 3  # conv kernel width (odd: 'same' padding is symmetric)
+    kernel: int = 3  # conv kernel width, per axis (odd: 'same' padding is symmetric)
     residual: bool = True  # predict u(t+Δt) − u(t) and add the (quantized) input back
 
 
@@ -39,19 +41,22 @@ def check_shape(resolution: int, config: UNetConfig) -> None:
         raise ValueError(f"resolution {resolution} is not divisible by 2^depth = {2**config.depth}")
 
 
-def _conv(c_in: int, c_out: int, kernel: int, spec: QuantSpec) -> qnn.QuantConv1d:
-    return qnn.QuantConv1d(c_in, c_out, kernel, padding=kernel // 2, bias=True,
-                           **linear_kwargs(spec, bias=True))
+QUANT_CONV = {1: qnn.QuantConv1d, 2: qnn.QuantConv2d}
+MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+
+
+def _conv(c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int) -> nn.Module:
+    return QUANT_CONV[ndim](c_in, c_out, kernel, padding=kernel // 2, bias=True, **linear_kwargs(spec, bias=True))
 
 
 class ConvBlock(nn.Module):
     """(conv → quantized ReLU) × 2."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec):
+    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int):
         super().__init__()
-        self.conv1 = _conv(c_in, c_out, kernel, spec)
+        self.conv1 = _conv(c_in, c_out, kernel, spec, ndim)
         self.act1 = qnn.QuantReLU(**act_kwargs(spec, signed=False))
-        self.conv2 = _conv(c_out, c_out, kernel, spec)
+        self.conv2 = _conv(c_out, c_out, kernel, spec, ndim)
         self.act2 = qnn.QuantReLU(**act_kwargs(spec, signed=False))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -61,12 +66,12 @@ class ConvBlock(nn.Module):
 class UpBlock(nn.Module):
     """Nearest ×2 upsampling → conv → quantized ReLU; concat with the skip; ConvBlock."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec):
+    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int):
         super().__init__()
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.conv = _conv(c_in, c_out, kernel, spec)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")  # ×2 along every spatial axis
+        self.conv = _conv(c_in, c_out, kernel, spec, ndim)
         self.act = qnn.QuantReLU(**act_kwargs(spec, signed=False))
-        self.block = ConvBlock(2 * c_out, c_out, kernel, spec)
+        self.block = ConvBlock(2 * c_out, c_out, kernel, spec, ndim)
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.act(self.conv(self.up(h)))
@@ -77,28 +82,37 @@ class UNet1d(nn.Module):
     """u(t) on N points [B, N] → u(t+Δt) [B, N]."""
 
     arch = "unet"
+    ndim = 1
 
     def __init__(self, resolution: int, config: UNetConfig, spec: QuantSpec):
         super().__init__()
         check_shape(resolution, config)
         self.resolution, self.config, self.spec = resolution, config, spec
+        self.points = resolution**self.ndim  # length of the flat input/output vector
+        n = self.ndim
         k, f, d = config.kernel, config.features, config.depth
         channels = [f * 2**i for i in range(d + 1)]
         self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self.down = nn.ModuleList(
-            ConvBlock(1 if i == 0 else channels[i - 1], channels[i], k, spec) for i in range(d)
+            ConvBlock(1 if i == 0 else channels[i - 1], channels[i], k, spec, n) for i in range(d)
         )
-        self.pool = nn.MaxPool1d(2)
-        self.bottleneck = ConvBlock(channels[d - 1], channels[d], k, spec)
+        self.pool = MAX_POOL[n](2)
+        self.bottleneck = ConvBlock(channels[d - 1], channels[d], k, spec, n)
         # up[i] brings level i+1 back to level i; applied from the deepest level up.
-        self.up = nn.ModuleList(UpBlock(channels[i + 1], channels[i], k, spec) for i in range(d))
-        self.head = qnn.QuantConv1d(channels[0], 1, 1, bias=True, **linear_kwargs(spec, bias=True))
+        self.up = nn.ModuleList(UpBlock(channels[i + 1], channels[i], k, spec, n) for i in range(d))
+        self.head = QUANT_CONV[n](channels[0], 1, 1, bias=True, **linear_kwargs(spec, bias=True))
         self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         if config.residual:
             self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:  # [B, N]
-        u_q = self.in_q(u.unsqueeze(1))  # [B, 1, N]
+    def to_grid(self, u: torch.Tensor) -> torch.Tensor:
+        return u.unsqueeze(1)  # [B, N] → [B, 1, N]
+
+    def from_grid(self, h: torch.Tensor) -> torch.Tensor:
+        return h.squeeze(1)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # [B, points]
+        u_q = self.in_q(self.to_grid(u))
         skips = []
         h = u_q
         for i, block in enumerate(self.down):
@@ -110,4 +124,19 @@ class UNet1d(nn.Module):
         out = self.head(h)
         if self.config.residual:
             out = u_q + self.delta_q(out)
-        return self.out_q(out).squeeze(1)
+        return self.from_grid(self.out_q(out))
+
+
+class UNet2d(UNet1d):
+    """u(t) on an r×r grid, flattened in raster order [B, r²] → u(t+Δt) [B, r²].
+
+    With one channel, [B, r²] → [B, 1, r, r] keeps the data order, so the exported Reshapes around
+    the convolutional body are pure relabellings for every backend."""
+
+    ndim = 2
+
+    def to_grid(self, u: torch.Tensor) -> torch.Tensor:
+        return u.reshape(-1, 1, self.resolution, self.resolution)
+
+    def from_grid(self, h: torch.Tensor) -> torch.Tensor:
+        return h.reshape(-1, self.points)
