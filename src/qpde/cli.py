@@ -53,7 +53,7 @@ OutDir = Annotated[Path, typer.Option("--out", help="Root folder for models/, hl
 @cli_errors
 def run(
     config: Annotated[Path | None, typer.Argument(
-        help="Sweep TOML, or an embedded sweep by name (quick, hardware); default: quick (small Burgers FNO).")] = None,
+        help="Sweep TOML, or an embedded sweep by name (quick, quick-2d, hardware, paper); default: quick (small Burgers FNO).")] = None,
     out: OutDir = Path("."),
     datasets: Annotated[str | None, typer.Option(help="Comma list overriding the config's datasets.")] = None,
     archs: Annotated[str | None, typer.Option(help="Comma list overriding the config's architectures.")] = None,
