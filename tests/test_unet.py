@@ -339,3 +339,44 @@ def test_unet_cost_counts_every_conv_at_every_position():
     assert expected > 0 and cost["macs"] == expected and cost["bops"] == expected * 4 * 8
     params = sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0) for m in positions)
     assert cost["params"] == params
+
+
+# ---- batch norm: float training only, folded into the convs before QAT ------------------------
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_batch_norm_folds_into_the_convs_before_qat(tmp_path, ndim):
+    """Folding is a float identity (tolerance: float32 rounding); QAT models and their QONNX have no
+    BatchNorm, and QAT starts from the folded float weights."""
+    from qpde.train import build_model, load_checkpoint, train_variant
+
+    r = 8
+    shape = {"depth": 1, "features": 2, "kernel": 3, "batch_norm": True}
+    torch.manual_seed(0)
+    float_bn = build_model("unet", r, shape, "fp32", ndim)
+    assert sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in float_bn.modules()) == 2 * 2 + 3
+    float_bn.train()
+    with torch.no_grad():
+        for _ in range(5):  # nontrivial running statistics
+            float_bn(torch.randn(16, r**ndim))
+        for module in float_bn.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.weight.uniform_(0.5, 2.0)
+                module.bias.uniform_(0.1, 1)  # no channel dies: a dead ReLU is refused (docs/design-notes.md)
+    float_bn.eval()
+    plain = build_model("unet", r, {**shape, "batch_norm": False}, "fp32", ndim).eval()
+    plain.load_state_dict(UNet1d.fold_batch_norm(float_bn.state_dict()))
+    x = torch.randn(4, r**ndim)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), float_bn(x), rtol=1e-5, atol=1e-5)
+
+    variant = Variant("burgers" if ndim == 1 else "darcy", "unet", "fp32", r)
+    fp = tmp_path / "fp.pt"
+    from qpde.train import save_checkpoint
+
+    save_checkpoint(fp, float_bn, variant, shape, [])
+    pairs = (np.random.default_rng(0).normal(size=(8, r**ndim)).astype(np.float32),) * 2
+    q = train_variant(Variant(variant.dataset, "unet", "w8a8", r), shape, TrainConfig(qat_epochs=1, batch_size=8),
+                      pairs, pairs, tmp_path / "q.pt", fp, ndim=ndim)
+    model = load_checkpoint(q)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    path = export_model(model, model.points, tmp_path / "q.onnx")
+    assert "BatchNormalization" not in {n.op_type for n in QGraph(path).model.graph.node}

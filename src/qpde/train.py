@@ -147,6 +147,8 @@ def train_variant(
         if float_checkpoint is None:
             raise ConfigError(f"{variant.id}: QAT needs the float checkpoint (train fp32 first)")
         float_state = torch.load(float_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        if hasattr(model, "fold_batch_norm"):  # QAT trains the folded convs the hardware runs
+            float_state = model.fold_batch_norm(float_state)
         # Quantized models have extra quantizer parameters (learned scales); weights map 1:1.
         result = model.load_state_dict(float_state, strict=False)
         if result.unexpected_keys:

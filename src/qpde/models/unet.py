@@ -7,8 +7,13 @@ like FNO1d/FNO2d. Every conv has kernel `kernel` (kernel × kernel in 2-D) with 
 a bias and a FLOOR ReLU quantizer; pooling is max pooling by 2 along every axis; upsampling is
 nearest ×2 followed by a conv (hls4ml has native streaming UpSampling1D/2D, but no
 ConvTranspose); the skip and the upsampled branch are concatenated along channels without
-requantization (an exact union of their fixed-point types). No batch norm: with none there is
-nothing to fold before export.
+requantization (an exact union of their fixed-point types).
+
+Batch norm (`batch_norm`, PDEBench's UNet has it) is a float-training device here: the float model
+has BatchNorm after every 3×3 conv; the quantized models have none, and QAT starts from the float
+checkpoint with each BatchNorm folded into its conv (w·γ/σ, (b − μ)·γ/σ + β, `fold_batch_norm`).
+So QAT trains, and the graph exports, the folded convs that the hardware runs: no BatchNorm node
+ever reaches QONNX.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ class UNetConfig:
     features: int = 4  # channels of the first level, doubled at every level down
     kernel: int = 3  # conv kernel width, per axis (odd: 'same' padding is symmetric)
     residual: bool = True  # predict u(t+Δt) − u(t) and add the (quantized) input back
+    batch_norm: bool = False  # BatchNorm in float training, folded into the convs before QAT
+
+
+BN_EPS = 1e-5
+BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+NORM_OF_CONV = {"conv1": "bn1", "conv2": "bn2", "conv": "bn"}  # sibling module names in the blocks
 
 
 def check_shape(resolution: int, config: UNetConfig) -> None:
@@ -49,32 +60,40 @@ def _conv(c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int) -> nn.
     return QUANT_CONV[ndim](c_in, c_out, kernel, padding=kernel // 2, bias=True, **linear_kwargs(spec, bias=True))
 
 
-class ConvBlock(nn.Module):
-    """(conv → quantized ReLU) × 2."""
+def _norm(channels: int, spec: QuantSpec, ndim: int, batch_norm: bool) -> nn.Module:
+    """BatchNorm in a float model that asks for it; quantized models get it folded into the conv."""
+    return BATCH_NORM[ndim](channels, eps=BN_EPS) if batch_norm and spec.is_float else nn.Identity()
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int):
+
+class ConvBlock(nn.Module):
+    """(conv → [batch norm] → quantized ReLU) × 2."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int, batch_norm: bool = False):
         super().__init__()
         self.conv1 = _conv(c_in, c_out, kernel, spec, ndim)
+        self.bn1 = _norm(c_out, spec, ndim, batch_norm)
         self.act1 = qnn.QuantReLU(**act_kwargs(spec, signed=False))
         self.conv2 = _conv(c_out, c_out, kernel, spec, ndim)
+        self.bn2 = _norm(c_out, spec, ndim, batch_norm)
         self.act2 = qnn.QuantReLU(**act_kwargs(spec, signed=False))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.act2(self.conv2(self.act1(self.conv1(h))))
+        return self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(h))))))
 
 
 class UpBlock(nn.Module):
-    """Nearest ×2 upsampling → conv → quantized ReLU; concat with the skip; ConvBlock."""
+    """Nearest ×2 upsampling → conv → [batch norm] → quantized ReLU; concat with the skip; ConvBlock."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int):
+    def __init__(self, c_in: int, c_out: int, kernel: int, spec: QuantSpec, ndim: int, batch_norm: bool = False):
         super().__init__()
         self.up = nn.Upsample(scale_factor=2, mode="nearest")  # ×2 along every spatial axis
         self.conv = _conv(c_in, c_out, kernel, spec, ndim)
+        self.bn = _norm(c_out, spec, ndim, batch_norm)
         self.act = qnn.QuantReLU(**act_kwargs(spec, signed=False))
-        self.block = ConvBlock(2 * c_out, c_out, kernel, spec, ndim)
+        self.block = ConvBlock(2 * c_out, c_out, kernel, spec, ndim, batch_norm)
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.act(self.conv(self.up(h)))
+        up = self.act(self.bn(self.conv(self.up(h))))
         return self.block(torch.cat([skip, up], dim=1))
 
 
@@ -90,20 +109,40 @@ class UNet1d(nn.Module):
         self.resolution, self.config, self.spec = resolution, config, spec
         self.points = resolution**self.ndim  # length of the flat input/output vector
         n = self.ndim
-        k, f, d = config.kernel, config.features, config.depth
+        k, f, d, bn = config.kernel, config.features, config.depth, config.batch_norm
         channels = [f * 2**i for i in range(d + 1)]
         self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self.down = nn.ModuleList(
-            ConvBlock(1 if i == 0 else channels[i - 1], channels[i], k, spec, n) for i in range(d)
+            ConvBlock(1 if i == 0 else channels[i - 1], channels[i], k, spec, n, bn) for i in range(d)
         )
         self.pool = MAX_POOL[n](2)
-        self.bottleneck = ConvBlock(channels[d - 1], channels[d], k, spec, n)
+        self.bottleneck = ConvBlock(channels[d - 1], channels[d], k, spec, n, bn)
         # up[i] brings level i+1 back to level i; applied from the deepest level up.
-        self.up = nn.ModuleList(UpBlock(channels[i + 1], channels[i], k, spec, n) for i in range(d))
+        self.up = nn.ModuleList(UpBlock(channels[i + 1], channels[i], k, spec, n, bn) for i in range(d))
         self.head = QUANT_CONV[n](channels[0], 1, 1, bias=True, **linear_kwargs(spec, bias=True))
         self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         if config.residual:
             self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+
+    @staticmethod
+    def fold_batch_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A float state dict with every BatchNorm (eval statistics) folded into the conv before it:
+        the state of the same UNet without batch norm, computing the same function."""
+        state = dict(state)
+        for key in [k for k in state if k.endswith(".weight")]:
+            prefix, _, _ = key.rpartition(".")
+            module_path, _, name = prefix.rpartition(".")
+            norm = f"{module_path}.{NORM_OF_CONV[name]}" if name in NORM_OF_CONV else None
+            if norm is None or f"{norm}.running_var" not in state:
+                continue
+            scale = state[f"{norm}.weight"] / torch.sqrt(state[f"{norm}.running_var"] + BN_EPS)
+            shape = (-1,) + (1,) * (state[key].dim() - 1)
+            state[key] = state[key] * scale.reshape(shape)
+            state[f"{prefix}.bias"] = (state[f"{prefix}.bias"] - state[f"{norm}.running_mean"]) * scale \
+                + state[f"{norm}.bias"]
+            for stat in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                state.pop(f"{norm}.{stat}", None)
+        return state
 
     def to_grid(self, u: torch.Tensor) -> torch.Tensor:
         return u.unsqueeze(1)  # [B, N] → [B, 1, N]
