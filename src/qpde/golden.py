@@ -37,11 +37,13 @@ def run(graph: QGraph, x: np.ndarray, *, keep: bool = False) -> np.ndarray | dic
         elif op == "Relu":
             out = np.maximum(args[0], 0.0)
         elif op == "Conv":
-            out = conv1d(args[0], args[1], args[2] if len(args) > 2 else None, graph.conv_pads(node))
+            out = conv(args[0], args[1], args[2] if len(args) > 2 else None, graph.conv_pads(node))
         elif op == "MaxPool":
-            out = maxpool1d(args[0], int(_attr(node, "kernel_shape")[0]))
+            out = maxpool(args[0], [int(k) for k in _attr(node, "kernel_shape")])
         elif op == "Resize":
-            out = np.repeat(args[0], graph.resize_factor(node), axis=-1)
+            out = args[0]
+            for axis, factor in enumerate(graph.resize_factors(node), start=2):
+                out = np.repeat(out, factor, axis=axis)
         elif op == "Concat":
             out = np.concatenate(args, axis=int(_attr(node, "axis")))
         elif op in SHAPE_OPS:
@@ -52,8 +54,10 @@ def run(graph: QGraph, x: np.ndarray, *, keep: bool = False) -> np.ndarray | dic
     return env if keep else env[graph.output_name]
 
 
-def conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, int]) -> np.ndarray:
-    """ONNX Conv (stride 1, no groups/dilation) on x [B, C_in, W] with w [C_out, C_in, K], exactly.
+def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, ...]) -> np.ndarray:
+    """ONNX Conv (stride 1, no groups/dilation) on x [B, C_in, *S] with w [C_out, C_in, *K] and ONNX
+    pads (the begin of every spatial axis, then the ends: (left, right) in 1-D, (top, left, bottom,
+    right) in 2-D), exactly.
 
     Written as an explicit sum over input channels and taps of elementwise products, each added in
     float64. It is exact because every operand is an integer times a power of two (QGraph checked
@@ -61,17 +65,22 @@ def conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, 
     2^(w_exp + x_exp), so float64 holds it exactly; every partial sum, with or without the bias, is
     a multiple of the finest LSB bounded by Σ|w_int|·max|x_int| + |b_int| < 2^53 (QGraph refuses
     the node otherwise), so no addition rounds in any order. Zero padding adds exact zeros."""
-    batch, c_in, width = x.shape
-    c_out, _, k = w.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1])))
-    out_w = width + pads[0] + pads[1] - k + 1
-    out = np.zeros((batch, c_out, out_w))
+    n_axes = x.ndim - 2
+    c_out, c_in, *kernel = w.shape
+    padded = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + n_axes]) for i in range(n_axes)])
+    out_shape = [n - k + 1 for n, k in zip(padded.shape[2:], kernel)]
+    out = np.zeros((x.shape[0], c_out, *out_shape))
+    per_channel = (1, c_out) + (1,) * n_axes
     if b is not None:
-        out += b.reshape(1, c_out, 1)
+        out += b.reshape(per_channel)
     for c in range(c_in):
-        for tap in range(k):
-            out += w[None, :, c, tap, None] * padded[:, None, c, tap : tap + out_w]
+        for tap in np.ndindex(*kernel):
+            window = padded[(slice(None), c, *(slice(t, t + n) for t, n in zip(tap, out_shape)))]
+            out += w[(slice(None), c, *tap)].reshape(per_channel) * window[:, None]
     return out
+
+
+conv1d = conv  # the 1-D case: pads (left, right)
 
 
 def matmul_aa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -88,10 +97,14 @@ def matmul_aa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def maxpool1d(x: np.ndarray, kernel: int) -> np.ndarray:
-    """Non-overlapping max pooling along the last axis (ONNX floor mode: a ragged tail is dropped)."""
-    n_out = x.shape[-1] // kernel
-    return x[..., : n_out * kernel].reshape(*x.shape[:-1], n_out, kernel).max(axis=-1)
+def maxpool(x: np.ndarray, kernel: list[int]) -> np.ndarray:
+    """Non-overlapping max pooling over the last len(kernel) axes (ONNX floor mode: a ragged tail is
+    dropped). One axis at a time: the max of a window is the max of its per-axis maxima."""
+    for axis, k in enumerate(kernel, start=x.ndim - len(kernel)):
+        n_out = x.shape[axis] // k
+        x = np.take(x, np.arange(n_out * k), axis=axis)
+        x = x.reshape(*x.shape[:axis], n_out, k, *x.shape[axis + 1 :]).max(axis=axis + 1)
+    return x
 
 
 def quantized_input(graph: QGraph, x: np.ndarray) -> np.ndarray:

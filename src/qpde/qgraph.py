@@ -23,8 +23,10 @@ from qpde.errors import GraphError
 
 FLOAT64_MANTISSA_BITS = 53
 SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
-# Ops on channels-first [batch, channels, width] tensors (1-D convolutional models such as UNet1d).
+# Ops on channels-first [batch, channels, width] or [batch, channels, height, width] tensors
+# (convolutional models such as UNet1d and UNet2d).
 SPATIAL_OPS = ("Conv", "MaxPool", "Resize", "Concat")
+SPATIAL_AXES = {3: ("width",), 4: ("height", "width")}  # tensor rank → names of its spatial axes
 DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Mul", "Relu") + SPATIAL_OPS + SHAPE_OPS
 
 
@@ -207,8 +209,9 @@ class QGraph:
         return int(exp)
 
     def _check_spatial(self, node) -> None:
-        """Conv (1-D, stride 1, no groups/dilation), MaxPool (non-overlapping, unpadded), Resize
-        (nearest, integer factor along the width that is a plain repeat), Concat (of activations)."""
+        """On 1-D [B, C, W] or 2-D [B, C, H, W] tensors: Conv (stride 1, no groups/dilation, explicit
+        pads), MaxPool (non-overlapping, unpadded), Resize (nearest, an integer repeat along every
+        spatial axis), Concat (of activations)."""
         op, where = node.op_type, self._where(node)
         if len(node.output) != 1:
             raise GraphError(f"{where}: only one output is supported (no MaxPool indices)")
@@ -220,21 +223,29 @@ class QGraph:
         if shape is None:
             raise GraphError(f"{where}: input shape unknown; run shape inference (qonnx cleanup) first")
         rank = len(shape)
-        if rank != 3:
-            raise GraphError(f"{where}: only 1-D [batch, channels, width] tensors are supported, got rank {rank}")
+        if rank not in SPATIAL_AXES:
+            raise GraphError(f"{where}: only 1-D [batch, channels, width] and 2-D [batch, channels, height, width] "
+                             f"tensors are supported, got rank {rank}")
+        n_axes = rank - 2
         if node.input[0] in self.consts:
             raise GraphError(f"{where}: constant data input")
         if op == "Conv":
             if len(node.input) < 2 or any(n not in self.consts for n in node.input[1:] if n):
                 raise GraphError(f"{where}: Conv weight and bias must be constants (quantized weights)")
             weight = self.consts[node.input[1]]
-            if weight.ndim != 3:
-                raise GraphError(f"{where}: weight of rank {weight.ndim}; only 1-D convolutions are supported")
+            if weight.ndim != rank:
+                raise GraphError(f"{where}: weight of rank {weight.ndim} for a rank-{rank} input; only 1-D and 2-D "
+                                 "convolutions with [C_out, C_in, *kernel] weights are supported")
+            kernel = list(_attr(node, "kernel_shape", weight.shape[2:]))
+            if kernel != list(weight.shape[2:]):
+                raise GraphError(f"{where}: kernel_shape {kernel} does not match the weight's {list(weight.shape[2:])}")
             if _attr(node, "group", 1) != 1:
                 raise GraphError(f"{where}: grouped/depthwise convolution is not supported")
-            ones = [*_attr(node, "dilations", [1]), *_attr(node, "strides", [1])]
-            if any(v != 1 for v in ones):
-                raise GraphError(f"{where}: only stride 1 and dilation 1 are supported")
+            strides = list(_attr(node, "strides", [1] * n_axes))
+            dilations = list(_attr(node, "dilations", [1] * n_axes))
+            if any(v != 1 for v in strides + dilations):
+                raise GraphError(f"{where}: only stride 1 and dilation 1 are supported, got strides {strides} and "
+                                 f"dilations {dilations}; downsample with a MaxPool instead")
             if _attr(node, "auto_pad", "NOTSET") != "NOTSET":
                 raise GraphError(f"{where}: auto_pad is not supported; export explicit pads")
             if any(p < 0 for p in self.conv_pads(node)):
@@ -244,24 +255,34 @@ class QGraph:
         elif op == "MaxPool":
             kernel = list(_attr(node, "kernel_shape", []))
             strides = list(_attr(node, "strides", [1] * len(kernel)))
-            if len(kernel) != 1 or strides != kernel:
-                raise GraphError(f"{where}: only 1-D non-overlapping max pooling (stride = kernel) is supported")
-            dilated = any(v != 1 for v in _attr(node, "dilations", [1]))
-            if any(_attr(node, "pads", [0, 0])) or _attr(node, "ceil_mode", 0) or dilated or \
+            if len(kernel) != n_axes or strides != kernel:
+                raise GraphError(f"{where}: only non-overlapping max pooling (stride = kernel along every spatial "
+                                 f"axis) is supported, got kernel {kernel} and strides {strides}")
+            dilated = any(v != 1 for v in _attr(node, "dilations", [1] * n_axes))
+            if any(_attr(node, "pads", [0] * 2 * n_axes)) or _attr(node, "ceil_mode", 0) or dilated or \
                     _attr(node, "auto_pad", "NOTSET") != "NOTSET":
                 raise GraphError(f"{where}: padded, ceil-mode or dilated max pooling is not supported")
         elif op == "Resize":
-            self.resize_factor(node)
+            self.resize_factors(node)
 
-    def conv_pads(self, node) -> tuple[int, int]:
-        """(left, right) zero padding of a 1-D Conv."""
-        pads = list(_attr(node, "pads", [0, 0]))
-        if len(pads) != 2:
-            raise GraphError(f"{self._where(node)}: expected 1-D pads [left, right], got {pads}")
-        return int(pads[0]), int(pads[1])
+    def conv_pads(self, node) -> tuple[int, ...]:
+        """A Conv's zero padding in ONNX order: (left, right) in 1-D, (top, left, bottom, right) in 2-D."""
+        n_axes = self.consts[node.input[1]].ndim - 2
+        pads = list(_attr(node, "pads", [0] * 2 * n_axes))
+        if len(pads) != 2 * n_axes:
+            raise GraphError(f"{self._where(node)}: expected {2 * n_axes} pads (begin of every spatial axis, then "
+                             f"end), got {pads}")
+        return tuple(int(p) for p in pads)
 
-    def resize_factor(self, node) -> int:
-        """Integer upsampling factor of a nearest Resize that repeats each width sample f times.
+    def axis_pads(self, node) -> list[tuple[int, int]]:
+        """(begin, end) zero padding of a Conv per spatial axis: [(left, right)] or [(top, bottom), (left, right)]."""
+        pads = self.conv_pads(node)
+        n_axes = len(pads) // 2
+        return [(pads[i], pads[i + n_axes]) for i in range(n_axes)]
+
+    def resize_factors(self, node) -> tuple[int, ...]:
+        """Integer upsampling factor per spatial axis of a nearest Resize that repeats every sample
+        along that axis f times: (width,) in 1-D, (height, width) in 2-D.
 
         Checked against ONNX's coordinate mapping for the node's own coordinate_transformation_mode
         and nearest_mode, so any exported variant that is a plain repeat is accepted, others refused."""
@@ -282,17 +303,24 @@ class QGraph:
             scales = [o / i for o, i in zip(out_shape, in_shape)]
         else:
             raise GraphError(f"{where}: Resize needs scales or sizes")
-        if len(out_shape) != 3 or out_shape[:2] != in_shape[:2]:
-            raise GraphError(f"{where}: only resizing the width of [batch, channels, width] is supported")
-        factor = out_shape[2] // in_shape[2]
-        if factor < 1 or out_shape[2] != factor * in_shape[2]:
-            raise GraphError(f"{where}: width {in_shape[2]} → {out_shape[2]} is not an integer upsampling")
-        index = _nearest_index(node, in_shape[2], out_shape[2], scales[2])
-        if not np.array_equal(index, np.arange(out_shape[2]) // factor):
-            raise GraphError(f"{where}: this nearest Resize (coordinate_transformation_mode "
-                             f"{_attr(node, 'coordinate_transformation_mode', 'half_pixel')!r}, nearest_mode "
-                             f"{_attr(node, 'nearest_mode', 'round_prefer_floor')!r}) is not a plain ×{factor} repeat")
-        return factor
+        if len(out_shape) != len(in_shape) or len(in_shape) not in SPATIAL_AXES or out_shape[:2] != in_shape[:2]:
+            raise GraphError(f"{where}: only resizing the spatial axes of [batch, channels, width] or "
+                             f"[batch, channels, height, width] is supported, got {in_shape} → {out_shape}")
+        factors = []
+        for axis, name in enumerate(SPATIAL_AXES[len(in_shape)], start=2):
+            n_in, n_out = in_shape[axis], out_shape[axis]
+            factor = n_out // n_in
+            if factor < 1 or n_out != factor * n_in:
+                raise GraphError(f"{where}: {name} {n_in} → {n_out} is not an integer upsampling")
+            index = _nearest_index(node, n_in, n_out, scales[axis])
+            if not np.array_equal(index, np.arange(n_out) // factor):
+                raise GraphError(
+                    f"{where}: this nearest Resize (coordinate_transformation_mode "
+                    f"{_attr(node, 'coordinate_transformation_mode', 'half_pixel')!r}, nearest_mode "
+                    f"{_attr(node, 'nearest_mode', 'round_prefer_floor')!r}) is not a plain ×{factor} repeat "
+                    f"along the {name}")
+            factors.append(factor)
+        return tuple(factors)
 
     def quant_params(self, node, *, constant: bool) -> QuantParams:
         names = list(node.input)
@@ -493,7 +521,7 @@ class QGraph:
 
 
 def _nearest_index(node, n_in: int, n_out: int, scale: float) -> np.ndarray:
-    """Source index of every output sample of a 1-D nearest Resize, as ONNX defines it."""
+    """Source index of every output sample along one axis of a nearest Resize, as ONNX defines it."""
     mode = _attr(node, "coordinate_transformation_mode", "half_pixel")
     rounding = _attr(node, "nearest_mode", "round_prefer_floor")
     i = np.arange(n_out, dtype=np.float64)

@@ -9,12 +9,14 @@ precisions come from QGraph's exact interval analysis:
   sum can overflow or round in any summation order;
 - intermediate results without a Quant get their exact interval type (they never round or wrap).
 
-1-D convolutional graphs (Conv, MaxPool, Resize, Concat: QONNX's channels-first [batch, C, W]) map
-to hls4ml's channels-last streaming layers (Conv1D, MaxPooling1D, UpSampling1D, Concatenate): every
-[C, W] tensor is held as [W, C] (one stream beat per grid point), conv kernels are transposed to
-hls4ml's [K, C_in, C_out], and shape ops are only mapped where the data order is unchanged (C = 1,
-the model's input and output). hls4ml inserts the ZeroPadding1D of 'same' convs itself (zero is in
-every type) and Clone layers for tensors with several consumers.
+Convolutional graphs (Conv, MaxPool, Resize, Concat on QONNX's channels-first [batch, C, W] or
+[batch, C, H, W]) map to hls4ml's channels-last streaming layers (Conv1D/Conv2D,
+MaxPooling1D/MaxPooling2D, UpSampling1D/UpSampling2D, Concatenate): every [C, W] tensor is held as
+[W, C] and every [C, H, W] as [H, W, C] (one stream beat per grid point, raster order), conv kernels
+are transposed to hls4ml's [K, C_in, C_out] / [KH, KW, C_in, C_out], and shape ops are only mapped
+where the data order is unchanged (C = 1: the model's input and output, e.g. UNet2d's [1, r²] ↔
+[1, 1, r, r]). hls4ml inserts the ZeroPadding1D/2D of 'same' convs itself (zero is in every type)
+and Clone layers for tensors with several consumers.
 
 Activation × activation MatMul ([1, M, K] @ [1, K, P], linear attention) has no exact native
 io_stream layer in hls4ml 1.3; it maps to qpde's extension layer `QpdeMatMulAA` (qpde.hls.extensions),
@@ -36,7 +38,7 @@ import numpy as np
 from qpde.config import HLSConfig
 from qpde.errors import GraphError, ToolError
 from qpde.hls import extensions
-from qpde.qgraph import SHAPE_OPS, SPATIAL_OPS, FixedType, QGraph, _attr
+from qpde.qgraph import SHAPE_OPS, SPATIAL_AXES, SPATIAL_OPS, FixedType, QGraph, _attr
 
 log = logging.getLogger(__name__)
 PROJECT_NAME = "myproject"
@@ -81,15 +83,16 @@ def _fold_quant(graph: QGraph, nodes: list, tensor: str, exact: FixedType) -> _F
 
 
 def _hls_shape(graph: QGraph, tensor: str, spatial: bool) -> list[int]:
-    """A tensor's shape as hls4ml holds it (no batch axis): [C, W] becomes [W, C] in spatial graphs."""
+    """A tensor's shape as hls4ml holds it (no batch axis): in spatial graphs [C, W] becomes [W, C]
+    and [C, H, W] becomes [H, W, C]."""
     shape = [int(s) for s in graph.model.get_tensor_shape(tensor)[1:]]
-    return shape[::-1] if spatial and len(shape) == 2 else shape
+    return shape[1:] + shape[:1] if spatial and len(shape) in (2, 3) else shape
 
 
 def _same_order(graph: QGraph, node) -> bool:
     """True when a shape op keeps the data order under the channels-last relabelling (C = 1)."""
     shapes = [graph.model.get_tensor_shape(t)[1:] for t in (node.input[0], node.output[0])]
-    return all(len(s) != 2 or s[0] == 1 for s in shapes)
+    return all(len(s) < 2 or s[0] == 1 for s in shapes)
 
 
 def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
@@ -121,10 +124,10 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
         x_type = graph.types[x]
         layer = {"inputs": [producer[x]]}
         prec: dict[str, str] = {}
-        if spatial and ((node.op_type == "MatMul" and len(graph.model.get_tensor_shape(x)) == 3)
+        if spatial and ((node.op_type == "MatMul" and len(graph.model.get_tensor_shape(x)) >= 3)
                         or (node.op_type in SHAPE_OPS and not _same_order(graph, node))):
             raise GraphError(f"node {node.name} ({node.op_type}) acts on a channels-first tensor with several "
-                             "channels; only 1-D convolutional layers map it to hls4ml's channels-last layout")
+                             "channels; only convolutional layers map it to hls4ml's channels-last layout")
         if node.op_type == "MatMul" and node.input[1] not in graph.consts:
             fold, layer, prec = _matmul_aa_layer(graph, node, producer)
         elif node.op_type == "MatMul":
@@ -170,19 +173,9 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
             layer.update(class_name="Activation", activation="linear", n_in=int(np.prod(graph.model.get_tensor_shape(x)[1:])))
             prec = {"result": fold.result}
         elif node.op_type == "Conv":
-            weight = graph.consts[node.input[1]]  # [C_out, C_in, K]
             bias = graph.conv_bias(node)
-            c_out, c_in, k = weight.shape
-            width = int(graph.model.get_tensor_shape(x)[2])
-            pad_left, pad_right = graph.conv_pads(node)
             fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(
-                class_name="Conv1D", data_format="channels_last", in_width=width, n_chan=c_in, n_filt=c_out,
-                filt_width=k, stride_width=1, pad_left=pad_left, pad_right=pad_right,
-                out_width=width + pad_left + pad_right - k + 1,
-                weight_data=np.ascontiguousarray(weight.transpose(2, 1, 0)),
-                bias_data=graph.consts[bias].reshape(-1) if bias else np.zeros(c_out), use_bias=True,
-            )
+            layer.update(_conv_layer(graph, node, x))
             w_type = graph.const_type(node.input[1])
             b_type = graph.const_type(bias) if bias else FixedType(0, 0, w_type.exp)
             prec = {
@@ -192,35 +185,26 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
                 "result": fold.result,
             }
         elif node.op_type == "MaxPool":
-            kernel = int(_attr(node, "kernel_shape")[0])
-            c, width = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
-            if width % kernel:
-                raise GraphError(f"node {node.name}: width {width} is not a multiple of the pool size {kernel}")
             fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(
-                class_name="MaxPooling1D", data_format="channels_last", n_in=width, n_out=width // kernel,
-                n_filt=c, pool_width=kernel, stride_width=kernel, pad_left=0, pad_right=0,
-            )
+            layer.update(_maxpool_layer(graph, node, x))
             prec = {"accum": x_type.ap_type(), "result": fold.result}
         elif node.op_type == "Resize":
-            factor = graph.resize_factor(node)
-            c, width = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
             fold = _Fold([node], node.output[0], x_type.ap_type())
-            layer.update(
-                class_name="UpSampling1D", data_format="channels_last", algorithm="nearest", in_height=1,
-                out_height=1, in_width=width, out_width=width * factor, n_chan=c,
-            )
+            layer.update(_upsampling_layer(graph, node, x))
             prec = {"result": fold.result}
         elif node.op_type == "Concat":
-            if len(node.input) != 2 or len(graph.model.get_tensor_shape(x)) != 3:
-                raise GraphError(f"node {node.name}: only Concat of two [batch, C, W] tensors maps to hls4ml")
-            if int(_attr(node, "axis")) not in (1, -2):
+            rank = len(graph.model.get_tensor_shape(x))
+            if len(node.input) != 2 or rank not in SPATIAL_AXES:
+                raise GraphError(f"node {node.name}: only Concat of two [batch, C, W] or [batch, C, H, W] tensors "
+                                 "maps to hls4ml")
+            if int(_attr(node, "axis")) % rank != 1:
                 raise GraphError(f"node {node.name}: only Concat along channels maps to hls4ml")
             other = node.input[1]
             if other not in producer:
                 raise GraphError(f"node {node.name}: input {other} is not produced by a mapped layer")
             fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(class_name="Concatenate", op="concatenate2d", axis=-1,
+            # channels are the last hls4ml axis: concatenate2d for [W, C], concatenate3d for [H, W, C]
+            layer.update(class_name="Concatenate", op=f"concatenate{rank - 1}d", axis=-1,
                          inputs=[producer[x], producer[other]])
             prec = {"result": fold.result}
         elif node.op_type == "Transpose":
@@ -244,6 +228,55 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
     if graph.output_name not in producer:
         raise GraphError("graph output is not produced by a mapped layer")
     return layers, precision, in_name, producer[graph.output_name]
+
+
+def _conv_layer(graph: QGraph, node, x: str) -> dict:
+    """Conv1D / Conv2D attributes (channels-last, stride 1), kernel in hls4ml's layout, bias."""
+    weight = graph.consts[node.input[1]]  # [C_out, C_in, *K]
+    bias = graph.conv_bias(node)
+    c_out, c_in, *kernel = weight.shape
+    size = [int(v) for v in graph.model.get_tensor_shape(x)[2:]]
+    pads = graph.axis_pads(node)
+    out = [n + begin + end - k + 1 for n, (begin, end), k in zip(size, pads, kernel)]
+    layer = {"data_format": "channels_last", "n_chan": c_in, "n_filt": c_out, "use_bias": True,
+             "weight_data": np.ascontiguousarray(np.moveaxis(weight, (0, 1), (-1, -2))),  # [*K, C_in, C_out]
+             "bias_data": graph.consts[bias].reshape(-1) if bias else np.zeros(c_out)}
+    if len(kernel) == 1:
+        return layer | {"class_name": "Conv1D", "in_width": size[0], "out_width": out[0], "filt_width": kernel[0],
+                        "stride_width": 1, "pad_left": pads[0][0], "pad_right": pads[0][1]}
+    (top, bottom), (left, right) = pads
+    return layer | {"class_name": "Conv2D", "in_height": size[0], "in_width": size[1], "out_height": out[0],
+                    "out_width": out[1], "filt_height": kernel[0], "filt_width": kernel[1], "stride_height": 1,
+                    "stride_width": 1, "pad_top": top, "pad_bottom": bottom, "pad_left": left, "pad_right": right}
+
+
+def _maxpool_layer(graph: QGraph, node, x: str) -> dict:
+    """MaxPooling1D / MaxPooling2D attributes (channels-last, stride = pool size, no padding)."""
+    kernel = [int(k) for k in _attr(node, "kernel_shape")]
+    c, *size = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
+    for name, n, k in zip(SPATIAL_AXES[len(size) + 2], size, kernel):
+        if n % k:  # hls4ml's streaming pooling has no ONNX floor mode (dropping a ragged tail)
+            raise GraphError(f"node {node.name}: {name} {n} is not a multiple of the pool size {k}")
+    layer = {"data_format": "channels_last", "n_filt": c, "pad_left": 0, "pad_right": 0}
+    if len(size) == 1:
+        return layer | {"class_name": "MaxPooling1D", "n_in": size[0], "n_out": size[0] // kernel[0],
+                        "pool_width": kernel[0], "stride_width": kernel[0]}
+    return layer | {"class_name": "MaxPooling2D", "in_height": size[0], "in_width": size[1],
+                    "out_height": size[0] // kernel[0], "out_width": size[1] // kernel[1],
+                    "pool_height": kernel[0], "pool_width": kernel[1], "stride_height": kernel[0],
+                    "stride_width": kernel[1], "pad_top": 0, "pad_bottom": 0}
+
+
+def _upsampling_layer(graph: QGraph, node, x: str) -> dict:
+    """UpSampling1D / UpSampling2D attributes (nearest, an integer repeat per axis; channels-last)."""
+    factors = graph.resize_factors(node)
+    c, *size = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
+    layer = {"data_format": "channels_last", "algorithm": "nearest", "n_chan": c}
+    if len(size) == 1:  # hls4ml's 1-D resize is its 2-D one with a height of 1
+        return layer | {"class_name": "UpSampling1D", "in_height": 1, "out_height": 1, "in_width": size[0],
+                        "out_width": size[0] * factors[0]}
+    return layer | {"class_name": "UpSampling2D", "in_height": size[0], "out_height": size[0] * factors[0],
+                    "in_width": size[1], "out_width": size[1] * factors[1]}
 
 
 def _matmul_aa_layer(graph: QGraph, node, producer: dict) -> tuple[_Fold, dict, dict]:

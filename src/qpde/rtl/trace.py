@@ -11,6 +11,10 @@ Mapping (every op QGraph admits; anything else is a GraphError naming the node):
   multiplierless constant-matrix–vector multiplication (shift-and-add adder graph);
 - Add → ``+`` (bias constants broadcast like numpy; activation + activation aligns binary points);
 - Relu → ``relu``;
+- Conv (1-D or 2-D, stride 1) → one constant-matrix product per output position: the zero-padded
+  window [C_in·K] (C_in·KH·KW in 2-D) times the kernel as a [C_in·K, C_out] matrix, solved by
+  da4ml like a MatMul; MaxPool → ``maximum`` of the window's taps; nearest Resize (an integer
+  repeat per axis) and Concat → wiring;
 - Reshape/Transpose/Squeeze/Unsqueeze/Flatten/Identity → the same numpy op on the traced array
   (pure wiring, no logic), with the graph's own semantics (``QGraph._shape_op``).
 
@@ -187,13 +191,14 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
                 else:
                     out = relu(x)
             elif op == "Conv":
-                out = _conv1d(graph, node, x)
+                out = _conv(graph, node, x)
             elif op == "MaxPool":
-                kernel = int(_attr(node, "kernel_shape")[0])
-                n_out = x.shape[-1] // kernel  # ONNX floor mode, as the golden: a ragged tail is dropped
-                out = functools.reduce(np.maximum, [x[..., tap : n_out * kernel : kernel] for tap in range(kernel)])
-            elif op == "Resize":  # nearest, integer repeat along the width (QGraph checked): wiring
-                out = _like(x, np.repeat(x._vars, graph.resize_factor(node), axis=-1))
+                out = _maxpool(x, [int(k) for k in _attr(node, "kernel_shape")])
+            elif op == "Resize":  # nearest, integer repeat per spatial axis (QGraph checked): wiring
+                out = x._vars
+                for axis, factor in enumerate(graph.resize_factors(node), start=2):
+                    out = np.repeat(out, factor, axis=axis)
+                out = _like(x, out)
             elif op == "Concat":
                 out = _like(x, np.concatenate([env[n]._vars for n in node.input], axis=int(_attr(node, "axis"))))
             elif op in SHAPE_OPS:
@@ -236,28 +241,37 @@ def _like(x, variables: np.ndarray):
     return FixedVariableArray(variables, x.solver_options, hwconf=x.hwconf)
 
 
-def _conv1d(graph: QGraph, node, x):
-    """ONNX Conv (1-D, stride 1, no groups; QGraph checked) on x [1, C_in, W] as one constant-matrix
-    product per output position: the window [C_in·K] (zero-padded at the ends) times W [C_in·K, C_out],
-    so da4ml solves it like a MatMul. The golden's conv1d sums the same exact products."""
+def _conv(graph: QGraph, node, x):
+    """ONNX Conv (1-D or 2-D, stride 1, no groups; QGraph checked) on x [1, C_in, *S] as one
+    constant-matrix product per output position: the window [C_in·ΠK] (zero-padded at the borders)
+    times the kernel as a [C_in·ΠK, C_out] matrix, so da4ml solves it like a MatMul. The golden's
+    conv sums the same exact products."""
     from da4ml.trace import FixedVariable
 
     w = graph.consts[node.input[1]]
     if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
         raise GraphError(f"{graph._where(node)}: weight not exact in float32 (da4ml's solver input)")
     bias = graph.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
-    left, right = graph.conv_pads(node)
-    _, c_in, width = x.shape
-    c_out, _, k = w.shape
+    c_out, c_in, *kernel = w.shape
     zero = FixedVariable.from_const(0.0, hwconf=x.hwconf)
-    padded = np.full((c_in, left + width + right), zero, dtype=object)
-    padded[:, left : left + width] = x._vars[0]
-    out_w = left + width + right - k + 1
-    windows = np.stack([padded[:, p : p + k].reshape(-1) for p in range(out_w)])  # [out_w, C_in·K], c-major
-    y = _like(x, windows) @ w.transpose(1, 2, 0).reshape(c_in * k, c_out)  # [out_w, C_out]
+    padded = np.pad(x._vars[0], [(0, 0)] + graph.axis_pads(node), constant_values=zero)
+    out_shape = [n - k + 1 for n, k in zip(padded.shape[1:], kernel)]
+    # [Πout, C_in·ΠK]: one row per output position, the window flattened c-major like the kernel below
+    windows = np.stack([padded[(slice(None), *(slice(p, p + k) for p, k in zip(pos, kernel)))].reshape(-1)
+                        for pos in np.ndindex(*out_shape)])
+    y = _like(x, windows) @ w.reshape(c_out, -1).T  # [Πout, C_out]
     if bias is not None:
         y = y + bias.reshape(1, c_out)
-    return _like(x, y._vars.T[None])  # [1, C_out, out_w]
+    return _like(x, y._vars.T.reshape(1, c_out, *out_shape))
+
+
+def _maxpool(x, kernel: list[int]):
+    """Non-overlapping max pooling over the last len(kernel) axes: the maximum of the window's taps
+    (ONNX floor mode, as the golden: a ragged tail is dropped)."""
+    n_axes = len(kernel)
+    n_out = [n // k for n, k in zip(x.shape[-n_axes:], kernel)]
+    taps = [x[(..., *(slice(t, o * k, k) for t, o, k in zip(tap, n_out, kernel)))] for tap in np.ndindex(*kernel)]
+    return functools.reduce(np.maximum, taps)
 
 
 # da4ml 0.6 saturates by comparing the value (on the target grid) with the bounds through an MSB
