@@ -53,6 +53,24 @@ def assert_golden_equals_brevitas_and_qonnx(model, path, stride: int = 7) -> Non
     assert np.array_equal(qonnx_out.astype(np.float64), expected[::stride])
 
 
+def assert_csim_exact(graph, out_dir: Path, x: np.ndarray) -> np.ndarray:
+    """Build the hls4ml project, C-simulate x and require every output to equal the golden's
+    exactly (and not be trivially constant); returns the golden outputs."""
+    from qpde import golden
+    from qpde.config import HLSConfig
+    from qpde.hls import build_project
+    from qpde.sim import compare, csim_outputs
+
+    project = build_project(graph, out_dir, HLSConfig())
+    reference = golden.run(graph, x)
+    actual = csim_outputs(graph, project, x)
+    verdict = compare("csim", reference, actual)
+    assert verdict.samples == len(x) and verdict.mismatching_samples == 0, verdict
+    assert np.array_equal(reference, actual)
+    assert len(np.unique(reference)) >= 8  # outputs are not trivially constant
+    return reference
+
+
 def exported_per_scenario(root: Path, make_model, n: int):
     """scenario → (Brevitas model from make_model(scenario), path of its cleaned QONNX export),
     each built once."""

@@ -9,20 +9,23 @@ import pandas as pd
 import pytest
 import torch
 
-from qpde import golden
-from qpde.config import HLSConfig, Variant, config_from_dict, with_overrides
+from qpde.config import Variant, config_from_dict, with_overrides
 from qpde.data import generate, open_dataset
 from qpde.errors import ConfigError
-from qpde.hls import build_project
 from qpde.models.fno import FNO2d, FNOConfig, dft2d_matrices, x_modes
 from qpde.models.transformer import Transformer2d, TransformerConfig
 from qpde.pipeline import Sweep, ensure_data, run_sweep
 from qpde.qgraph import QGraph
 from qpde.quant import parse_scenario
-from qpde.sim import compare, csim_outputs
 from qpde.task import TaskData, evaluate, load_split
 from qpde.train import build_model
-from tests.conftest import assert_golden_equals_brevitas_and_qonnx, calibrated, edge_inputs, exported_per_scenario
+from tests.conftest import (
+    assert_csim_exact,
+    assert_golden_equals_brevitas_and_qonnx,
+    calibrated,
+    edge_inputs,
+    exported_per_scenario,
+)
 
 R = 8  # model grid r×r: r² = 64 values per field
 FNO_TINY = FNOConfig(width=4, modes=3, layers=2, proj=8)
@@ -154,13 +157,8 @@ def test_2d_csim_is_bit_exact(exported_2d, tmp_path, arch, scenario):
     _, path = exported_2d[arch](scenario)
     graph = QGraph(path)
     assert graph.input_shape == (1, R * R)
-    project = build_project(graph, tmp_path / scenario, HLSConfig())
     x = edge_inputs(graph)
-    reference = golden.run(graph, x)
-    actual = csim_outputs(graph, project, x)
-    verdict = compare("csim", reference, actual)
-    assert verdict.samples == len(x) and verdict.mismatching_samples == 0, verdict
-    assert np.array_equal(reference, actual) and len(np.unique(reference)) >= 8
+    assert_csim_exact(graph, tmp_path / scenario, x)
 
 
 # ---- config and sweep ------------------------------------------------------------------------

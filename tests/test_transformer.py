@@ -16,12 +16,12 @@ from qpde import golden
 from qpde.config import ARCHS, HLSConfig, SweepConfig, TrainConfig, Variant, config_from_dict
 from qpde.errors import ConfigError, GraphError
 from qpde.export import export_model
-from qpde.hls import build_project, extensions, layer_list
+from qpde.hls import extensions, layer_list
 from qpde.models.transformer import Transformer1d, TransformerConfig, attention_scale
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph, QuantParams
 from qpde.quant import parse_scenario
-from qpde.sim import compare, csim_outputs
 from tests.conftest import (
+    assert_csim_exact,
     assert_golden_equals_brevitas_and_qonnx,
     calibrated,
     edge_inputs,
@@ -279,14 +279,8 @@ def test_transformer_layers_use_the_extension_with_explicit_precisions(tf_qonnx)
 def test_transformer_csim_is_bit_exact(tf_qonnx, tmp_path, scenario):
     _, path = tf_qonnx(scenario)
     graph = QGraph(path)
-    project = build_project(graph, tmp_path / scenario, HLSConfig())
     x = edge_inputs(graph)
-    reference = golden.run(graph, x)
-    actual = csim_outputs(graph, project, x)
-    verdict = compare("csim", reference, actual)
-    assert verdict.samples == len(x) and verdict.mismatching_samples == 0, verdict
-    assert np.array_equal(reference, actual)
-    assert len(np.unique(reference)) >= 8  # outputs are not trivially constant
+    assert_csim_exact(graph, tmp_path / scenario, x)
 
 
 # ---- registration and training ---------------------------------------------------------------

@@ -20,8 +20,8 @@ from qpde.hls import build_project, layer_list
 from qpde.models.unet import UNet2d, UNetConfig
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
 from qpde.quant import parse_scenario
-from qpde.sim import compare, csim_outputs
 from tests.conftest import (
+    assert_csim_exact,
     assert_golden_equals_brevitas_and_qonnx,
     calibrated,
     edge_inputs,
@@ -377,14 +377,8 @@ def _ties_and_edges(graph) -> np.ndarray:
 def test_unet2d_csim_is_bit_exact(unet2d_qonnx, tmp_path, scenario):
     _, path = unet2d_qonnx(scenario)
     graph = QGraph(path)
-    project = build_project(graph, tmp_path / scenario, HLSConfig())
     x = _ties_and_edges(graph)
-    reference = golden.run(graph, x)
-    actual = csim_outputs(graph, project, x)
-    verdict = compare("csim", reference, actual)
-    assert verdict.samples == len(x) and verdict.mismatching_samples == 0, verdict
-    assert np.array_equal(reference, actual)
-    assert len(np.unique(reference)) >= 8  # outputs are not trivially constant
+    reference = assert_csim_exact(graph, tmp_path / scenario, x)
     # the convolutional body reaches the output (not only the residual input)
     assert len(np.unique(reference - golden.quantized_input(graph, x).reshape(len(x), N))) >= 3
 
