@@ -22,6 +22,10 @@ def _artifacts(root):
     (root / "bitstreams" / "burgers-fno-w8a8-r64" / "rtl.json").write_text(json.dumps(
         {"tool": "yosys", "tool_version": "0.23", "target": "xc7", "lut": 1234, "ff": 99, "dsp": 0,
          "fields_per_s": 1.0e8, "estimate": False}))
+    (root / "hls" / "burgers-fno-w8a8-r64").mkdir(parents=True)
+    (root / "hls" / "burgers-fno-w8a8-r64" / "qpde_folding.json").write_text(json.dumps(
+        {"mix": {"n_in": 128, "n_out": 128, "strategy": "Resource", "reuse_factor": 4},
+         "lift": {"n_in": 1, "n_out": 8, "strategy": "Latency", "reuse_factor": 1}}))
     (root / "sim" / "burgers-fno-w4a8-r64" / "rtl.error").write_text("does not fit: 90000 LUTs > 83640")
 
 
@@ -34,6 +38,9 @@ def test_joined_table_from_artifacts(tmp_path):
     hls = df[df["backend"] == "hls4ml"]
     assert (hls["csim_samples"] == 120).all() and (hls["csim_mismatches"] == 0).all()
     assert hls["lut"].isna().all()  # not run: empty, never 0
+    folding = hls.set_index("variant")["folding"]
+    assert folding["burgers-fno-w8a8-r64"] == "Latency×1, Resource×1 (RF 4), max 4096 multipliers/layer"
+    assert pd.isna(folding["burgers-fno-w4a8-r64"])  # no project written: empty
     rtl = df[df["backend"] == "rtl"].set_index("variant")
     assert rtl.loc["burgers-fno-w8a8-r64", "lut"] == 1234 and not rtl.loc["burgers-fno-w8a8-r64", "estimate"]
     assert "does not fit" in rtl.loc["burgers-fno-w4a8-r64", "note"]

@@ -52,8 +52,9 @@ class HLSConfig:
     backend: str = "Vitis"  # hls4ml backend: Vitis or Vivado
     part: str = "xcvu13p-flga2577-2-e"
     clock_period_ns: float = 5.0
-    strategy: str = "Latency"
-    reuse_factor: int = 1
+    strategy: str = "auto"  # per layer: Latency up to max_unroll multiplications, else Resource (qpde.hls.folding)
+    reuse_factor: int = 1  # with strategy "Resource": the smallest valid ReuseFactor at or above it
+    max_unroll: int = 4096  # HLS unroll limit: no layer unrolls more multipliers (hls4ml #904)
     vendor_synth: bool = True  # csynth + Vivado synthesis when vitis_hls/vivado are on PATH (else "not run")
     cosim: bool = False  # C/RTL co-simulation in the vendor run (slow)
     vendor_timeout_s: float = 4 * 3600

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = [
     "variant", "dataset", "arch", "w_bits", "a_bits", "resolution", "params", "macs", "bops", "nrmse",
-    "mse", "rollout_nrmse", "backend", "tool", "tool_version", "target", "lut", "ff", "dsp", "bram",
+    "mse", "rollout_nrmse", "backend", "tool", "tool_version", "target", "folding", "lut", "ff", "dsp", "bram",
     "carry", "latency_cycles", "ii_cycles", "fmax_mhz", "fields_per_s", "csim_samples",
     "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
     "estimate", "note",
@@ -72,7 +72,7 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
             if backend == "hls4ml":
                 import hls4ml
 
-                row.update(tool="hls4ml", tool_version=hls4ml.__version__)
+                row.update(tool="hls4ml", tool_version=hls4ml.__version__, folding=_hls_folding(root, variant_id))
         if rtlsim:
             row.update(rtlsim_samples=rtlsim["samples"], rtlsim_mismatches=rtlsim["mismatching_samples"])
         if hardware and backend == "hls4ml" and all(hardware.get(k) is None for k in ("lut", "latency_cycles")):
@@ -85,6 +85,17 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
             row["note"] = error.read_text().strip()
         rows.append(row)
     return rows
+
+
+def _hls_folding(root: Path, variant_id: str) -> str | None:
+    """The hls4ml project's per-layer Strategy/ReuseFactor in one line (qpde.hls.folding)."""
+    from qpde.hls.folding import FOLDING_FILE, LayerFolding, summary
+
+    saved = _read_json(root / "hls" / variant_id / FOLDING_FILE)
+    if saved is None:
+        return None
+    return summary({name: LayerFolding(f["n_in"], f["n_out"], f["strategy"], f["reuse_factor"])
+                    for name, f in saved.items()})
 
 
 def results_table(root: Path, variant_ids: list[str] | None = None) -> pd.DataFrame:

@@ -30,7 +30,7 @@ import io
 import logging
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ import numpy as np
 from qpde.config import HLSConfig
 from qpde.errors import GraphError, ToolError
 from qpde.hls import extensions
+from qpde.hls.folding import LayerFolding, choose_folding, hls_layer_config, save_folding
 from qpde.qgraph import SHAPE_OPS, SPATIAL_AXES, SPATIAL_OPS, FixedType, QGraph, _attr
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,7 @@ class HLSProject:
 
     path: Path
     hls_model: object  # hls4ml ModelGraph
+    folding: dict[str, LayerFolding] = field(default_factory=dict)  # per-layer Strategy/ReuseFactor
 
     def predict(self, x_quantized: np.ndarray) -> np.ndarray:
         """C-simulate on already-quantized inputs [n, *input_shape]; float64 keeps every bit."""
@@ -327,22 +329,25 @@ def build_project(graph: QGraph, out_dir: Path, cfg: HLSConfig, *, compile: bool
     if shutil.which("g++") is None and compile:
         raise ToolError("g++ not found: hls4ml's C simulation needs a C++ compiler (apt-get install g++)")
     layers, precision, in_name, out_name = layer_list(graph)
+    folding = choose_folding(layers, cfg.strategy, cfg.reuse_factor, cfg.max_unroll)
     extensions.register(cfg.backend)  # qpde's extension layers (activation × activation MatMul)
+    layer_config = hls_layer_config(folding)
     config = create_config(
         output_dir=str(out_dir), project_name=PROJECT_NAME, backend=cfg.backend, part=cfg.part,
         clock_period=cfg.clock_period_ns, io_type="io_stream",
     )
     config["HLSConfig"] = {
-        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": cfg.reuse_factor, "Strategy": cfg.strategy},
-        "LayerName": {name: {"Precision": p, "ReuseFactor": cfg.reuse_factor} for name, p in precision.items()},
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {name: {"Precision": p, **layer_config.get(name, {})} for name, p in precision.items()},
     }
     with contextlib.redirect_stdout(io.StringIO()):
         hls_model = ModelGraph.from_layer_list(config, layers, inputs=[in_name], outputs=[out_name])
         hls_model.write()
+        save_folding(folding, out_dir)
         if compile:
             try:
                 hls_model.compile()
             except Exception as exc:  # hls4ml raises plain Exception with the compiler's message
                 raise ToolError(f"hls4ml C-simulation build failed in {out_dir}: {exc}") from exc
     log.info("hls4ml %s project written to %s", hls4ml.__version__, out_dir)
-    return HLSProject(Path(out_dir), hls_model)
+    return HLSProject(Path(out_dir), hls_model, folding)
