@@ -64,3 +64,19 @@ def test_variant_whose_graph_cannot_be_exact_gets_a_row_with_the_reason(tmp_path
     df = results_table(tmp_path)
     assert len(df) == 1 and df.iloc[0]["backend"] == "none" and "63 bits" in df.iloc[0]["note"]
     assert pd.isna(df.iloc[0]["nrmse"]) and df.iloc[0]["a_bits"] == 32
+
+
+def test_hardware_series_ignore_tool_labels_and_skip_empty_panels():
+    """Regression: w4a4 (placed: tool "yosys + nextpnr-ecp5") and w8a8 (tool "yosys") were two series,
+    and an all-zero DSP panel was drawn."""
+    from qpde.report import bit_order, hardware_rows, resource_panels
+
+    rows = [{"variant": f"burgers-fno-{s}-r16", "dataset": "burgers", "arch": "fno", "w_bits": w, "a_bits": a,
+             "resolution": 16, "backend": "rtl", "tool": tool, "lut": lut, "ff": 10, "dsp": 0, "estimate": False}
+            for s, w, a, tool, lut in (("w8a8", 8, 8, "yosys", 300), ("w4a4", 4, 4, "yosys + nextpnr-ecp5", 100),
+                                       ("w4a8", 4, 8, "yosys", 200))]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    hw = hardware_rows(df)
+    assert hw["series"].nunique() == 1
+    assert resource_panels(hw) == ["lut", "ff"]
+    assert bit_order(hw) == ["w4a4", "w4a8", "w8a8"]

@@ -170,28 +170,60 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def plot_hardware(df: pd.DataFrame, root: Path) -> list[Path]:
-    """LUT/FF/DSP vs bitwidth per architecture, and throughput vs LUTs; only where figures exist."""
+def _series_label(row) -> str:
+    """A hardware series: one backend at one resolution and folding. Not the tool string, which
+    differs within a series (e.g. "yosys + nextpnr-ecp5" only for the points that were placed)."""
+    folding = f", {row['folding']}" if isinstance(row.get("folding"), str) and row["folding"] else ""
+    return f"{row['backend']}, r{row['resolution']}{folding}"
+
+
+def hardware_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with synthesis (or estimated) figures, labelled by scenario and series."""
     hw = df.dropna(subset=["lut"]).copy()
     if hw.empty:
-        return []
+        return hw
     hw["scenario"] = hw.apply(_scenario_label, axis=1)
-    hw["bits"] = hw["w_bits"] * 100 + hw["a_bits"]  # order w4a4 < w4a8 < w8a8 < …
-    hw["source"] = hw["backend"] + " / " + hw["tool"].fillna("?") + hw["estimate"].map(
-        lambda e: " (estimate)" if str(e).lower() == "true" else "")
+    hw["series"] = hw.apply(_series_label, axis=1)
+    hw["is_estimate"] = hw["estimate"].map(lambda e: str(e).lower() == "true")
+    return hw
+
+
+def bit_order(group: pd.DataFrame) -> list[str]:
+    """Scenarios on the x axis by weight bits, then activation bits (w4a4 < w4a8 < w8a8 < …)."""
+    return [f"w{w}a{a}" for w, a in sorted(set(zip(group["w_bits"], group["a_bits"])))]
+
+
+def resource_panels(group: pd.DataFrame) -> list[str]:
+    """The figures some design actually has (an all-zero DSP panel says nothing)."""
+    return [m for m in ("lut", "ff", "dsp", "bram") if pd.to_numeric(group[m], errors="coerce").fillna(0).gt(0).any()]
+
+
+def plot_hardware(df: pd.DataFrame, root: Path) -> list[Path]:
+    """Per architecture: LUT/FF/DSP/BRAM vs bit width (x in bit order, one series per backend,
+    resolution and folding, estimates hollow); and LUTs vs throughput across foldings."""
+    hw = hardware_rows(df)
+    if hw.empty:
+        return []
     paths = []
     for arch, group in hw.groupby("arch"):
-        metrics = [m for m in ("lut", "ff", "dsp") if group[m].notna().any()]
+        order = bit_order(group)
+        position = {scenario: i for i, scenario in enumerate(order)}
+        metrics = resource_panels(group)
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
         for ax, metric in zip(axes[0], metrics):
-            for (source, resolution), series in group.dropna(subset=[metric]).groupby(["source", "resolution"]):
-                series = series.sort_values("bits")
-                ax.plot(series["scenario"], series[metric], marker="o", label=f"{source}, r{resolution}")
-            ax.set_title(f"{arch}: {metric.upper()} vs bitwidth")
-            ax.set_xlabel("quantization scenario")
+            for series_name, series in group.dropna(subset=[metric]).groupby("series"):
+                series = series.assign(x=series["scenario"].map(position)).sort_values("x")
+                line = ax.plot(series["x"], series[metric], marker="o", label=series_name)[0]
+                guessed = series[series["is_estimate"]]
+                ax.scatter(guessed["x"], guessed[metric], s=60, facecolors="white", edgecolors=line.get_color(),
+                           zorder=3)
+            ax.set_xticks(range(len(order)), order)
+            ax.set_title(f"{arch}: {metric.upper()} vs bit width")
+            ax.set_xlabel("quantization scenario (weight, activation bits)")
             ax.set_ylabel(f"{metric.upper()} (count)")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, title="hollow = estimate" if group["is_estimate"].any() else None,
+                      title_fontsize=7)
         fig.tight_layout()
         path = root / f"resources_{arch}.png"
         fig.savefig(path, dpi=120)
@@ -200,14 +232,13 @@ def plot_hardware(df: pd.DataFrame, root: Path) -> list[Path]:
     speed = hw.dropna(subset=["fields_per_s"])
     if not speed.empty:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for source, series in speed.groupby("source"):
-            ax.scatter(series["lut"], series["fields_per_s"], label=source)
-            for _, row in series.iterrows():
-                ax.annotate(f"{row['arch']} {row['scenario']}", (row["lut"], row["fields_per_s"]),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for (arch, backend, scenario), series in speed.groupby(["arch", "backend", "scenario"]):
+            series = series.sort_values("fields_per_s")  # one line across the foldings of one design
+            ax.plot(series["lut"], series["fields_per_s"], marker=MARKERS.get(scenario, "o"),
+                    label=f"{arch} {scenario} ({backend})")
         path = root / "throughput_vs_lut.png"
         _save_loglog(fig, ax, path, "LUTs (count, log scale)", "throughput (solved fields per second, log scale)",
-                     "Throughput vs area")
+                     "Throughput vs area across foldings")
         paths.append(path)
     return paths
 
