@@ -31,6 +31,7 @@ class DataConfig:
     params: dict[str, Any] = field(default_factory=dict)  # solver parameters (e.g. nu, n_times)
     file: str | None = None  # an existing PDEBench file to use instead of generating one
     resolutions: tuple[int, ...] | None = None  # model resolutions for this dataset (default: the sweep's)
+    allow_upsampling: bool = False  # allow model resolutions above the data grid (trains on interpolated data)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
         "variant": variant_id, "dataset": variant.dataset, "arch": variant.arch,
         "w_bits": spec.w_bits or 32, "a_bits": spec.a_bits or 32, "resolution": variant.resolution,
     }
+    died = root / "models" / variant_id / "worker.error"
+    if died.is_file():  # its worker process died (segfault, OOM kill): one row saying so
+        return [{**base, "backend": "none", "note": died.read_text().strip()}]
     if failed.is_file():  # trained, but its graph cannot be evaluated exactly: one row with the reason
         return [{**base, "backend": "none", "note": failed.read_text().strip()}]
     if metrics is None:
