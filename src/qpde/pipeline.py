@@ -327,6 +327,9 @@ class Sweep:
         """The C-sim verdict, required to be exact: MismatchError (naming the variant) otherwise."""
         verdict = self.csim(variant)
         if verdict["mismatching_samples"]:
+            vendor = self.layout.bitstreams(variant) / "hls4ml.json"  # figures of an earlier, exact design
+            vendor.unlink(missing_ok=True)
+            (vendor.parent / f".{vendor.name}.stamp").unlink(missing_ok=True)
             raise MismatchError(
                 f"C simulation differs from the golden on {verdict['mismatching_samples']} of {verdict['samples']} "
                 f"samples (first at index {verdict['first_mismatch_index']}); not synthesized"
@@ -572,8 +575,12 @@ def check_inputs(cfg: SweepConfig, sweep: Sweep) -> None:
     """Up-front checks that need the data: every split of every dataset is generated or opened,
     matched against its dataset and checked finite (DataError naming file, key and sample), and no
     model resolution lies above the data grid unless [data.D] allow_upsampling is set."""
-    from qpde.data import open_dataset
+    from qpde.data import check_memory, open_dataset
 
+    for dataset in cfg.datasets:  # every dataset's memory before generating any of them
+        data = cfg.data_for(dataset)
+        if data.file is None:
+            check_memory(dataset, data.samples, data.resolution, **data.params)
     for dataset in cfg.datasets:
         for name in ("train", "val", "test"):
             sweep.split(dataset, name)
