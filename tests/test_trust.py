@@ -442,3 +442,82 @@ def test_progress_is_live_only_on_an_interactive_terminal_outside_ci(monkeypatch
     with SweepProgress(plain, variants, cfg.backends) as progress:
         progress.announce(variants[1], "hls4ml")
     assert f"{variants[1].id}: hls4ml" in plain.file.getvalue()
+
+
+# ---- end to end: a one-LSB weight fault in the generated firmware ------------------------------------
+
+
+def flip_one_weight(project: Path) -> str:
+    """Change the first weight of the first dense layer by one LSB of its type, in the firmware header
+    and in the .txt file that hls4ml's C simulation loads at run time. Returns what was changed."""
+    import re
+
+    from qpde.hls.convert import PROJECT_NAME
+
+    firmware = project / "firmware"
+    cpp = (firmware / f"{PROJECT_NAME}.cpp").read_text()
+    type_name, var = re.search(r'load_weights_from_txt<(\w+), \d+>\((w\d+), "w\d+\.txt"\)', cpp).groups()
+    text = "\n".join(p.read_text() for p in firmware.glob("*.h"))
+    unsigned, width, integer = re.search(rf"typedef ap_(u?)fixed<(\d+),\s*(-?\d+)>\s+{type_name};", text).groups()
+    lsb = 2.0 ** -(int(width) - int(integer))
+    top = 2.0 ** (int(integer) - (0 if unsigned else 1)) - lsb
+    txt = firmware / "weights" / f"{var}.txt"
+    values = txt.read_text().split(",")
+    old = float(values[0])
+    new = old + lsb if old + lsb <= top else old - lsb
+    values[0] = f"{new:.12f}"
+    txt.write_text(",".join(values))
+    header = firmware / "weights" / f"{var}.h"
+    header.write_text(re.sub(rf"({var}\[\d+\] = \{{)\s*[^,}}]+", rf"\g<1>{new:.12f}", header.read_text()))
+    return f"{var}[0]: {old} → {new} (LSB {lsb})"
+
+
+@pytest.mark.slow
+def test_one_lsb_weight_fault_in_the_firmware_fails_the_run(tmp_path, monkeypatch):
+    import hashlib
+
+    import qpde.hls
+
+    config = tiny_config(tmp_path, ("fp32", "w4a8", "w8a16"))
+    out = tmp_path / "out"
+    victim, other = "burgers-fno-w8a16-r16", "burgers-fno-w4a8-r16"
+    first = runner.invoke(app, ["run", str(config), "--out", str(out), "--workers", "2"])
+    assert first.exit_code == 0, first.output
+
+    def snapshot():
+        return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+
+    # `qpde csim VARIANT` builds in a scratch folder: the sweep's artifacts stay as they are.
+    before = snapshot()
+    csim = runner.invoke(app, ["csim", victim, "--root", str(out), "--config", str(config)])
+    assert csim.exit_code == 0 and "4 samples, 0 mismatching" in csim.output, csim.output
+    assert snapshot() == before
+
+    # A truncated QONNX file is rebuilt by the next run.
+    qonnx = out / "models" / other / f"{other}.qonnx.onnx"
+    size = qonnx.stat().st_size
+    qonnx.write_bytes(qonnx.read_bytes()[:100])
+
+    # The fault: one weight of the victim's firmware one LSB off, then its C-sim stage reruns.
+    real_build = qpde.hls.build_project
+    changed = []
+
+    def build_with_fault(graph, out_dir, cfg, *, compile=True):
+        project = real_build(graph, out_dir, cfg, compile=False)
+        if Path(out_dir).name == victim:
+            changed.append(flip_one_weight(Path(out_dir)))
+        project.hls_model._compile()  # compile what is on disk (compile() would rewrite it first)
+        return project
+
+    monkeypatch.setattr(qpde.hls, "build_project", build_with_fault)
+    (out / "sim" / victim / "csim_verdict.json").unlink()
+    second = runner.invoke(app, ["run", str(config), "--out", str(out), "--executor", "serial"])
+    assert changed, "the victim's project was not rebuilt"
+    assert second.exit_code == 1, second.output
+    assert f"{victim} [hls4ml] mismatch: C simulation differs from the golden" in second.output
+    assert "1 of 3 variants failed" in second.output
+    df = pd.read_csv(out / "results.csv").set_index("variant")
+    assert df.loc[victim, "csim_mismatches"] > 0 and "not synthesized" in df.loc[victim, "note"]
+    assert df.loc[other, "csim_mismatches"] == 0 and df.loc[other, "csim_samples"] == 4
+    assert not (out / "bitstreams" / victim / "hls4ml.json").exists()  # nothing synthesized from it
+    assert qonnx.stat().st_size == size  # rebuilt
