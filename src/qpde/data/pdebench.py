@@ -155,6 +155,8 @@ class PDEDataset:
     def _require_finite(self, rows: np.ndarray, key: str, samples) -> None:
         """DataError naming file, key and sample when a sample holds NaN or Inf: a model trained or
         tested on it would give meaningless results (and false C-sim "mismatches")."""
+        if not rows.size:
+            return
         finite = np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
