@@ -54,7 +54,7 @@ def cli_errors(func):
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - a bug or a library failure: one line, exit 3
-            logging.getLogger(__name__).debug("internal error", exc_info=True)
+            logging.getLogger(__name__).info("internal error", exc_info=True)  # shown with --verbose
             typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
                        err=True)
             raise typer.Exit(EXIT_FAILURE) from None
