@@ -1,5 +1,6 @@
-"""Command line: `qpde run/data/csim/report`. Library functions do the work; errors become one
-line on stderr and a non-zero exit code (1: simulation mismatch, 2: any other error)."""
+"""Command line: `qpde run/data/csim/report/search`. Library functions do the work; errors become
+one line on stderr and one exit code of `qpde.errors.EXIT_CODES`: 0 ok, 1 a simulation differs from
+the golden, 2 bad input, 3 tool or internal failure."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from qpde.data.cli import data_command
-from qpde.errors import ConfigError, MismatchError, QpdeError
+from qpde.errors import (
+    EXIT_FAILURE, EXIT_MEANINGS, ConfigError, DataError, MismatchError, QpdeError, SweepFailed,
+    exit_code,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural PDE solvers → verified FPGA accelerators.")
+EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items()) + "."
+app = typer.Typer(add_completion=False, no_args_is_help=True, epilog=EXIT_HELP,
+                  help="Neural PDE solvers → verified FPGA accelerators.")
 console = Console(stderr=True)
 
 
@@ -29,18 +35,29 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cli_errors(func):
-    """Turn qpde's typed errors into one line and an exit code."""
+    """Turn errors into one line on stderr and an exit code (qpde.errors.EXIT_CODES): a typed error
+    says what is wrong; anything else is an internal error (exit 3) whose traceback --verbose shows."""
 
     @wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except SweepFailed as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(exc.code) from None
         except MismatchError as exc:
             typer.echo(f"mismatch: {exc}", err=True)  # plain echo: one line, no markup, no wrapping
-            raise typer.Exit(1) from None
+            raise typer.Exit(exit_code(exc)) from None
         except (QpdeError, FileNotFoundError) as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exit_code(exc)) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug or a library failure: one line, exit 3
+            logging.getLogger(__name__).info("internal error", exc_info=True)  # shown with --verbose
+            typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
+                       err=True)
+            raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper
 
@@ -49,7 +66,7 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage."
 OutDir = Annotated[Path, typer.Option("--out", help="Root folder for models/, hls/, sim/, bitstreams/, reports.")]
 
 
-@app.command()
+@app.command(epilog=EXIT_HELP)
 @cli_errors
 def run(
     config: Annotated[Path | None, typer.Argument(
@@ -61,13 +78,20 @@ def run(
     resolutions: Annotated[str | None, typer.Option(help="Comma list of model resolutions, e.g. 64,32.")] = None,
     backends: Annotated[str | None, typer.Option(help="Comma list of hardware backends: hls4ml, rtl, finn.")] = None,
     executor: Annotated[str, typer.Option(help="serial, local (process pool) or ray.")] = "local",
-    workers: Annotated[int | None, typer.Option(help="Processes for --executor local (default: cores).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes for --executor local (default: cores).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="If another qpde process holds --out, wait for it instead of refusing.")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report."""
+    """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report.
+
+    Every variant runs even when another fails; a failed variant gets a row saying why, and the run
+    then exits non-zero with a summary (1 if any simulation differs from the golden). Nothing is
+    synthesized before its C simulation (or RTL simulation) equals the golden."""
     from qpde.config import load_config, with_overrides
-    from qpde.pipeline import run_sweep
+    from qpde.pipeline import Problem, locked, run_sweep, sweep_exit_code
+    from qpde.progress import SweepProgress
 
     _setup_logging(verbose)
     cfg = with_overrides(
@@ -75,14 +99,22 @@ def run(
         backends=backends,
     )
     start = time.perf_counter()
-
-    def announce(variant, stage):
-        console.print(f"[bold]{variant.id}[/bold]: {stage}")
-
-    csv = run_sweep(cfg, out, executor=executor, workers=workers, ray_address=ray_address, on_variant=announce)
+    problems: list[Problem] = []
+    with locked(out, wait=wait), SweepProgress(console, cfg.variants(), cfg.backends) as progress:
+        csv = run_sweep(cfg, out, executor=executor, workers=workers, ray_address=ray_address,
+                        on_variant=progress.announce, problems=problems)
     _print_summary(csv)
     console.print(f"done in {time.perf_counter() - start:.0f} s: {csv}, {csv.parent / 'report.md'}, "
                   f"{csv.parent / 'pareto.png'}")
+    for p in problems:
+        if not p.fails_sweep:
+            console.print(f"refused: {p.variant} ({p.stage}): {p.reason}", markup=False, highlight=False)
+    code = sweep_exit_code(problems)
+    if code:
+        failing = [p for p in problems if p.fails_sweep]
+        lines = [f"{len({p.variant for p in failing})} of {len(cfg.variants())} variants failed:"]
+        lines += [f"  {p.variant} [{p.stage}] {p.status}: {p.reason}" for p in failing]
+        raise SweepFailed("\n".join(lines), code)
 
 
 def _print_summary(csv: Path) -> None:
@@ -104,7 +136,37 @@ def _print_summary(csv: Path) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
-@app.command()
+def load_inputs(path: Path, graph) -> np.ndarray:
+    """Raw model inputs from a .npy file, checked before any build: real numbers (a complex array is
+    refused, not truncated), finite, and [n, *input] (or one input without its batch axis)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise DataError(f"inputs file not found: {path}")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array of numbers ({exc})") from exc
+    if not isinstance(x, np.ndarray):
+        raise DataError(f"{path}: expected one .npy array, found {type(x).__name__}")
+    if np.iscomplexobj(x):
+        raise DataError(f"{path}: complex inputs ({x.dtype}) are refused: the model takes real fields")
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{path}: inputs must be real numbers, found dtype {x.dtype}")
+    expected = tuple(int(d) for d in graph.input_shape[1:])
+    if x.shape == expected:
+        x = x[None]
+    if x.ndim < 1 or x.shape[1:] != expected or x.shape[0] == 0:
+        raise DataError(f"{path}: inputs have shape {x.shape}; the model takes [n, {', '.join(map(str, expected))}] "
+                        f"(n ≥ 1 fields of {int(np.prod(expected))} values)")
+    finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if not finite.all():
+        raise DataError(f"{path}: input {int(np.flatnonzero(~finite)[0])} holds NaN or Inf "
+                        f"({int((~finite).sum())} of {len(x)} inputs are not finite)")
+    return x.astype(np.float64)
+
+
+@app.command(epilog=EXIT_HELP)
 @cli_errors
 def csim(
     target: Annotated[str, typer.Argument(help="Variant id (e.g. burgers-fno-w4a8-r64) or a .qonnx.onnx file.")],
@@ -112,10 +174,16 @@ def csim(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write C-sim outputs here (.npy).")] = None,
     root: Annotated[Path, typer.Option(help="Root folder of the sweep's artifacts.")] = Path("."),
     config: Annotated[Path | None, typer.Option(help="Sweep TOML the variant came from (for its test set).")] = None,
+    project: Annotated[Path | None, typer.Option(
+        help="Keep the hls4ml project in this folder (default: a temporary folder, removed afterwards).")] = None,
     verbose: Verbose = False,
 ) -> None:
     """C-simulate a variant: given inputs → outputs; no inputs → the whole test-set verdict.
-    Every output is compared with the exact golden; exit code 1 on any mismatch."""
+    Every output is compared with the exact golden; exit code 1 on any mismatch. The project is
+    built in a scratch folder: the sweep's own artifacts (hls/, sim/ verdicts) are never changed."""
+    import shutil
+    import tempfile
+
     import numpy as np
 
     from qpde import golden
@@ -130,18 +198,16 @@ def csim(
     cfg = load_config(config)
     if target.endswith(".onnx"):
         onnx_path, variant = Path(target), None
-        hls_dir = root / "hls" / Path(target).name.removesuffix(".onnx").removesuffix(".qonnx")
+        if not onnx_path.is_file():
+            raise DataError(f"QONNX file not found: {onnx_path}")
     else:
         variant = Variant.parse(target)
         onnx_path = layout.models(variant) / f"{variant.id}.qonnx.onnx"
         if not onnx_path.is_file():
-            raise QpdeError(f"{onnx_path} not found: run `qpde run` for {variant.id} first (or pass --root)")
-        hls_dir = layout.hls(variant)
+            raise DataError(f"{onnx_path} not found: run `qpde run` for {variant.id} first (or pass --root)")
     graph = QGraph(onnx_path)
     if inputs is not None:
-        if not inputs.is_file():
-            raise QpdeError(f"inputs file not found: {inputs}")
-        x = np.load(inputs)
+        x = load_inputs(inputs, graph)
     elif variant is not None:
         from qpde.pipeline import Sweep
 
@@ -149,13 +215,16 @@ def csim(
         x = test.step_inputs(variant.resolution)
     else:
         raise ConfigError("a .onnx file has no test set: pass --inputs X.npy (raw model inputs)")
-    project = build_project(graph, hls_dir, cfg.hls if variant else HLSConfig())
-    outputs = csim_outputs(graph, project, x)
+    scratch = Path(tempfile.mkdtemp(prefix="qpde-csim-")) if project is None else project
+    try:
+        built = build_project(graph, scratch, cfg.hls if variant else HLSConfig())
+        outputs = csim_outputs(graph, built, x)
+    finally:
+        if project is None:
+            shutil.rmtree(scratch, ignore_errors=True)
     if out_file is not None:
         np.save(out_file, outputs)
     verdict = compare("hls4ml-csim", golden.run(graph, x), outputs)
-    if variant is not None and inputs is None:
-        verdict.save(layout.sim(variant) / "csim_verdict.json")
     console.print(f"{verdict.samples} samples, {verdict.mismatching_samples} mismatching the golden")
     if not verdict.exact:
         raise MismatchError(f"{verdict.mismatching_samples} of {verdict.samples} samples differ "
@@ -178,15 +247,19 @@ def search(
     from qpde.config import load_config
     from qpde.search import search as run_search
 
+    from qpde.pipeline import locked
+
     _setup_logging(verbose)
-    result = run_search(load_config(config), out, dataset, arch, target_nrmse, metric)
+    cfg = load_config(config)
+    with locked(out):
+        result = run_search(cfg, out, dataset, arch, target_nrmse, metric)
     for c in result.candidates:
         nrmse = "" if c.nrmse is None else f"nRMSE {c.nrmse:.4f}"
         cost = "" if c.cost is None or metric == "bops" else f"  {metric} {c.cost:g} ({c.cost_source})"
         console.print(f"  {c.variant:28s} {c.bops:12.4g} BOPs  {c.status:25s} {nrmse}{cost}")
     console.print(f"trained {result.trained_variants} of the grid's {result.grid_variants} models")
     if result.best is None:
-        raise QpdeError(f"no variant meets nRMSE <= {target_nrmse}; see {out}/search-{dataset}-{arch}.json")
+        raise ConfigError(f"no variant meets nRMSE <= {target_nrmse}; see {out}/search-{dataset}-{arch}.json")
     console.print(f"best: {result.best} (C-sim {result.csim['samples']} samples, "
                   f"{result.csim['mismatching_samples']} mismatching the golden)")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,6 +34,7 @@ class DataConfig:
     params: dict[str, Any] = field(default_factory=dict)  # solver parameters (e.g. nu, n_times)
     file: str | None = None  # an existing PDEBench file to use instead of generating one
     resolutions: tuple[int, ...] | None = None  # model resolutions for this dataset (default: the sweep's)
+    allow_upsampling: bool = False  # allow model resolutions above the data grid (trains on interpolated data)
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,75 @@ class Variant:
         return cls(parts[0], parts[1], parts[2], int(parts[3][1:]))
 
 
+# Smallest allowed value of numeric config fields (by field name); every other int must be ≥ 1 and
+# every other float > 0: a zero reuse factor, negative epochs or a zero learning rate is a typo.
+MINIMUM = {"seed": 0, "depth": 0, "pnr_max_lut": 0}
+CHOICES = {(HLSConfig, "backend"): ("Vitis", "Vivado"), (HLSConfig, "strategy"): ("Latency", "Resource")}
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_value(value, hint, key: str, where: str):
+    """`value` converted to the field type `hint`, or ConfigError naming key and file."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(value, inner[0], key, where) if len(inner) == 1 else value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return tuple(_check_value(v, args[0], f"{key} item", where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a table {{ key = value }}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be finite, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    if hint in (int, float):
+        name = key.rsplit(" ", 1)[0]
+        low = MINIMUM.get(name, 1 if hint is int else 0)
+        if value < low or (hint is float and name not in MINIMUM and value <= 0):
+            bound = f">= {low}" if hint is int or name in MINIMUM else "> 0"
+            raise ConfigError(f"{where}: {key} must be {bound}, got {value!r}")
+    return value
+
+
 def _build(cls, raw: dict, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(raw) - names
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for key, value in raw.items():
+        if dataclasses.is_dataclass(value) or (key == "data" and cls is SweepConfig):
+            checked[key] = value  # a section, already built and checked
+            continue
+        checked[key] = _check_value(value, hints[key], key, where)
+        allowed = CHOICES.get((cls, key))
+        if allowed and checked[key] not in allowed:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
     try:
-        return cls(**raw)
-    except TypeError as exc:
+        return cls(**checked)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
@@ -191,13 +256,50 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: {key} {bad} not supported; choose from {list(allowed)}")
     for scenario in cfg.scenarios:
         parse_scenario(scenario)
+    for dataset, data in cfg.data.items():
+        _validate_data(dataset, data, where)
     for dataset in cfg.datasets:
+        data = cfg.data_for(dataset)
+        above = [r for r in cfg.resolutions_for(dataset) if r > data.resolution]
+        if data.file is None and above and not data.allow_upsampling:
+            raise ConfigError(f"{where}: {dataset} model resolution(s) {above} above the data grid "
+                              f"([data.{dataset}] resolution = {data.resolution}): a model would train on "
+                              f"interpolated data; raise the data resolution or set allow_upsampling = true")
         for r in cfg.resolutions_for(dataset):
             if r < 8:
                 raise ConfigError(f"{where}: {dataset} resolution {r} too small (need >= 8)")
             if "unet" in cfg.archs and r % 2**cfg.unet.depth:
                 raise ConfigError(f"{where}: {dataset} resolution {r} is not divisible by 2^depth = "
                                   f"{2**cfg.unet.depth} ([unet] depth halves the grid per level)")
+
+
+def _validate_data(dataset: str, data: DataConfig, where: str) -> None:
+    """[data.D]: a known dataset, enough samples for three splits, generator parameters that exist and
+    have the type of their default."""
+    from qpde.data import DATASETS, parameters
+
+    section = f"{where} [data.{dataset}]"
+    if dataset not in DATASETS:
+        raise ConfigError(f"{where}: [data.{dataset}]: unknown dataset; choose from {list(DATASETS)}")
+    if data.samples < 3:
+        raise ConfigError(f"{section}: samples must be >= 3 (train/validation/test splits), got {data.samples}")
+    if data.resolution < 2:
+        raise ConfigError(f"{section}: resolution must be >= 2, got {data.resolution}")
+    allowed = parameters(dataset)
+    for key, value in data.params.items():
+        if key not in allowed:
+            raise ConfigError(f"{section}: unknown params key {key!r}; allowed: {', '.join(allowed)}")
+        default = allowed[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = True
+        if not ok:
+            raise ConfigError(f"{section}: params.{key} must be like its default {default!r}, got {value!r}")
 
 
 def embedded_configs() -> list[str]:

@@ -8,11 +8,14 @@ matches, so an interrupted sweep resumes and a changed input recomputes only wha
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +23,10 @@ import numpy as np
 
 from qpde import __version__
 from qpde.config import SweepConfig, Variant, fingerprint
-from qpde.errors import ConfigError, DataError, GraphError, MismatchError, QpdeError, ToolError
+from qpde.errors import (
+    EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_MISMATCH, ConfigError, DataError, GraphError, LockError, MismatchError,
+    QpdeError, ToolError, exit_code,
+)
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
@@ -50,10 +56,24 @@ class Layout:
         return self.root / "bitstreams" / variant.id
 
 
+def finite_or_none(payload):
+    """payload with every NaN/±Inf float replaced by None: JSON has no NaN (json.dumps would write an
+    invalid file), and an empty cell means "no value"."""
+    if isinstance(payload, float):
+        return payload if np.isfinite(payload) else None
+    if isinstance(payload, np.floating):
+        return float(payload) if np.isfinite(payload) else None
+    if isinstance(payload, dict):
+        return {k: finite_or_none(v) for k, v in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [finite_or_none(v) for v in payload]
+    return payload
+
+
 def _write_json(path: Path, payload) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.write_text(json.dumps(finite_or_none(payload), indent=2, default=str, allow_nan=False))
     os.replace(tmp, path)
     return path
 
@@ -64,15 +84,50 @@ def portable(text: str, root: Path) -> str:
     return text.replace(f"{Path(root).resolve()}/", "")
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# path → ((inode, size, mtime_ns), sha256): an unchanged file is hashed once per process
+_HASHED: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _content_hash(path: Path) -> str:
+    info = path.stat()
+    identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+    known = _HASHED.get(path)
+    if known is None or known[0] != identity:
+        known = (identity, sha256_file(path))
+        _HASHED[path] = known
+    return known[1]
+
+
 def cached(artifact: Path, key: str, make: Callable[[], object]) -> bool:
-    """Run `make` unless `artifact` exists with a stamp of the same key. True if it ran."""
+    """Run `make` unless `artifact` exists with a stamp of the same key *and* the same content hash
+    (sha256). A corrupt or truncated artifact is rebuilt (said once, as a warning). The stale artifact
+    and stamp are removed before `make` runs, so a failing stage never leaves an old result behind.
+    True if `make` ran."""
     stamp = artifact.parent / f".{artifact.name}.stamp"
-    if artifact.exists() and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
-        return False
+    if artifact.is_file() and stamp.is_file():
+        try:
+            recorded = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("key") == key:
+            if recorded.get("sha256") == _content_hash(artifact):
+                return False
+            log.warning("%s: content differs from its stamp (corrupt, truncated or edited): rebuilding it",
+                        artifact)
+    stamp.unlink(missing_ok=True)
+    artifact.unlink(missing_ok=True)
     make()
-    if not artifact.exists():
+    if not artifact.is_file():
         raise QpdeError(f"stage did not produce {artifact}")
-    _write_json(stamp, {"key": key})
+    _write_json(stamp, {"key": key, "sha256": _content_hash(artifact), "bytes": artifact.stat().st_size})
     return True
 
 
@@ -94,9 +149,11 @@ def ensure_data(cfg: SweepConfig, dataset: str, layout: Layout) -> tuple[Path, s
         path = Path(data_cfg.file)
         if not path.is_file():
             raise DataError(f"[data.{dataset}] file not found: {path}; generate it with `qpde data {dataset} --out {path}`")
+        check_kind(path, dataset)
         return path, fingerprint(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
-    # The model resolutions trained on the data are not an input of the data.
-    key = fingerprint(dataset, dataclasses.replace(data_cfg, resolutions=None), _generator_source_hash())
+    # The model resolutions trained on the data (and whether they may lie above its grid) are not an input of the data.
+    key = fingerprint(dataset, dataclasses.replace(data_cfg, resolutions=None, allow_upsampling=False),
+                      _generator_source_hash())
     path = layout.data_file(dataset, key)
     cached(path, key, lambda: generate(
         dataset, path, samples=data_cfg.samples, resolution=data_cfg.resolution, seed=data_cfg.seed,
@@ -105,10 +162,20 @@ def ensure_data(cfg: SweepConfig, dataset: str, layout: Layout) -> tuple[Path, s
     return path, key
 
 
+def check_kind(path: Path, dataset: str) -> None:
+    """DataError unless the file at `path` holds `dataset` (its layout, or its `dataset` attribute)."""
+    from qpde.data import open_dataset
+    from qpde.data.pdebench import LAYOUTS
+
+    with open_dataset(path) as handle:
+        kind = handle.kind
+    if kind != dataset:
+        raise DataError(f"{path} holds {kind} data but is configured under [data.{dataset}]; a {dataset} file has "
+                        f"{LAYOUTS[dataset]}")
+
+
 def _generator_source_hash() -> str:
     """Hash of the data package's source: a changed solver or initial condition regenerates data."""
-    import hashlib
-
     import qpde.data
 
     digest = hashlib.sha256()
@@ -256,6 +323,19 @@ class Sweep:
         cached(path, key, make)
         return json.loads(path.read_text())
 
+    def exact_csim(self, variant: Variant) -> dict:
+        """The C-sim verdict, required to be exact: MismatchError (naming the variant) otherwise."""
+        verdict = self.csim(variant)
+        if verdict["mismatching_samples"]:
+            vendor = self.layout.bitstreams(variant) / "hls4ml.json"  # figures of an earlier, exact design
+            vendor.unlink(missing_ok=True)
+            (vendor.parent / f".{vendor.name}.stamp").unlink(missing_ok=True)
+            raise MismatchError(
+                f"C simulation differs from the golden on {verdict['mismatching_samples']} of {verdict['samples']} "
+                f"samples (first at index {verdict['first_mismatch_index']}); not synthesized"
+            )
+        return verdict
+
     def _csim_key(self, variant: Variant) -> str:
         import hls4ml
 
@@ -267,7 +347,7 @@ class Sweep:
         are on PATH; otherwise a row saying "not run" (the project stays written for the user's tools)."""
         from qpde.vendor import run_vendor_build, vendor_tools
 
-        self.csim(variant)  # the project exists and is bit-exact before anyone synthesizes it
+        self.exact_csim(variant)  # nothing is synthesized that was not first proven bit-exact
         hls = self.cfg.hls
         path = self.layout.bitstreams(variant) / "hls4ml.json"
         tools = vendor_tools()
@@ -286,7 +366,7 @@ class Sweep:
 
     def hls4ml(self, variant: Variant) -> dict:
         """The hls4ml backend: bit-exact C simulation, then vendor synthesis when configured."""
-        verdict = self.csim(variant)
+        verdict = self.exact_csim(variant)
         return self.vendor(variant) if self.cfg.hls.vendor_synth else verdict
 
     # ---- FINN ----------------------------------------------------------------------------------
@@ -335,6 +415,7 @@ class Sweep:
         out = self.layout.bitstreams(variant) / "rtl"
 
         def make():
+            verdict_path.unlink(missing_ok=True)  # no verdict of an earlier design outlives a failed build
             start = time.perf_counter()
             graph = QGraph(onnx_path)
             try:
@@ -380,20 +461,57 @@ class Sweep:
 EXECUTORS = ("serial", "local", "ray")
 
 
-def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], announce=None) -> dict[str, float]:
-    """One variant's own stages: training/QAT, export and accuracy, then each hardware backend. A
-    failing backend is recorded (sim/<id>/<backend>.error) for its row and the others go on."""
+@dataclass(frozen=True)
+class Problem:
+    """Why a variant did not end with every hardware design proven exact: `status` is "mismatch" (a
+    simulation differs from the golden), "failed" (a tool, the worker process or qpde itself failed)
+    or "refused" (the variant cannot be built exactly, e.g. a 2^-64 activation scale; its row says
+    why, and it does not fail the sweep). `code` is the exit code it asks for (qpde.errors)."""
+
+    variant: str
+    stage: str
+    status: str
+    code: int
+    reason: str
+
+    @property
+    def fails_sweep(self) -> bool:
+        return self.status != "refused"
+
+
+def _problem(sweep: Sweep, variant: Variant, stage: str, exc: BaseException) -> Problem:
+    if isinstance(exc, MismatchError):
+        status, code = "mismatch", EXIT_MISMATCH
+    elif isinstance(exc, GraphError):
+        status, code = "refused", EXIT_BAD_INPUT
+    elif isinstance(exc, QpdeError):
+        status, code = "failed", exit_code(exc)
+    else:  # a bug or an unexpected library failure: the variant's row names it, the sweep goes on
+        status, code = "failed", EXIT_FAILURE
+    reason = str(exc) if isinstance(exc, QpdeError) else f"internal error: {type(exc).__name__}: {exc}"
+    return Problem(variant.id, stage, status, code, portable(reason, sweep.layout.root))
+
+
+def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], announce=None) -> dict:
+    """One variant's own stages: training/QAT, export and accuracy, then each hardware backend.
+
+    A failing stage is recorded (models/<id>/metrics.error, sim/<id>/<backend>.error) for its row,
+    the variant's other backends go on, and the failure comes back in "problems" (see `Problem`).
+    Returns {"times": seconds per stage, "problems": [Problem as dict]}."""
+    problems: list[Problem] = []
+    (sweep.layout.models(variant) / "worker.error").unlink(missing_ok=True)
     if announce:
         announce(variant, "train")
     error = sweep.layout.models(variant) / "metrics.error"
     try:
         sweep.metrics(variant)
         error.unlink(missing_ok=True)
-    except (GraphError, MismatchError) as exc:  # this variant's graph cannot be made exact: its row says why
-        log.error("%s: %s", variant.id, exc)
+    except Exception as exc:  # noqa: BLE001 - recorded as the variant's row; the sweep goes on
+        problem = _problem(sweep, variant, "metrics", exc)
+        log.error("%s: %s", variant.id, problem.reason)
         error.parent.mkdir(parents=True, exist_ok=True)
-        error.write_text(portable(str(exc), sweep.layout.root))
-        return sweep.times.seconds
+        error.write_text(problem.reason)
+        return {"times": dict(sweep.times.seconds), "problems": [dataclasses.asdict(problem)]}
     if not parse_scenario(variant.scenario).is_float:
         stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "finn": sweep.finn}
         for backend in backends:
@@ -403,20 +521,79 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
             try:
                 stages[backend](variant)
                 error.unlink(missing_ok=True)
-            except QpdeError as exc:
-                log.error("%s: %s", variant.id, exc)
+            except Exception as exc:  # noqa: BLE001 - recorded in the backend's row; the others go on
+                problem = _problem(sweep, variant, backend, exc)
+                log.error("%s: %s", variant.id, problem.reason)
                 error.parent.mkdir(parents=True, exist_ok=True)
-                error.write_text(portable(str(exc), sweep.layout.root))
-    return sweep.times.seconds
+                error.write_text(problem.reason)
+                problems.append(problem)
+    if announce:
+        announce(variant, "done")
+    return {"times": dict(sweep.times.seconds), "problems": [dataclasses.asdict(p) for p in problems]}
 
 
-def _variant_job(cfg: SweepConfig, root: str, variant_id: str) -> dict[str, float]:
-    """Entry point of a worker process or Ray task: one variant, one thread (workers share cores)."""
+def _variant_job(cfg: SweepConfig, root: str, variant_id: str, stages=None) -> dict:
+    """Entry point of a worker process or Ray task: one variant, one thread (workers share cores).
+    `stages`, when given, is a queue that receives (variant id, stage) as each stage starts."""
     import torch
 
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    return run_variant(Sweep(cfg, Path(root)), Variant.parse(variant_id), cfg.backends)
+    if stages is not None:  # the parent shows a live display: keep this worker's own bars off the terminal
+        os.environ["TTY_COMPATIBLE"] = "0"
+    announce = None if stages is None else (lambda variant, stage: stages.put((variant.id, stage)))
+    return run_variant(Sweep(cfg, Path(root)), Variant.parse(variant_id), cfg.backends, announce)
+
+
+@contextmanager
+def locked(root: Path, *, wait: bool = False) -> Iterator[Path]:
+    """Hold the sweep folder `root` for this process (an fcntl lock on root/.qpde.lock holding our pid):
+    two runs into one folder would race on its artifacts. A second holder is refused with LockError
+    naming the folder and the holder's pid, or (wait=True) waits for it."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / ".qpde.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text().strip() or "unknown"
+            if not wait:
+                raise LockError(f"{root} is in use by another qpde process (pid {holder}); wait for it to "
+                                "finish, pass --wait, or choose another --out") from None
+            log.warning("%s is in use by pid %s: waiting for it", root, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_inputs(cfg: SweepConfig, sweep: Sweep) -> None:
+    """Up-front checks that need the data: every split of every dataset is generated or opened,
+    matched against its dataset and checked finite (DataError naming file, key and sample), and no
+    model resolution lies above the data grid unless [data.D] allow_upsampling is set."""
+    from qpde.data import check_memory, open_dataset
+
+    for dataset in cfg.datasets:  # every dataset's memory before generating any of them
+        data = cfg.data_for(dataset)
+        if data.file is None:
+            check_memory(dataset, data.samples, data.resolution, **data.params)
+    for dataset in cfg.datasets:
+        for name in ("train", "val", "test"):
+            sweep.split(dataset, name)
+        path, _ = ensure_data(cfg, dataset, sweep.layout)
+        with open_dataset(path) as handle:
+            grid = min(handle.spatial_shape)
+        above = [r for r in cfg.resolutions_for(dataset) if r > grid]
+        if above and not cfg.data_for(dataset).allow_upsampling:
+            raise ConfigError(
+                f"{dataset}: model resolution(s) {above} above the data grid of {path} ({grid} points per axis); "
+                f"a model would train on interpolated data. Lower the resolution or set "
+                f"[data.{dataset}] allow_upsampling = true"
+            )
 
 
 def run_sweep(
@@ -427,12 +604,15 @@ def run_sweep(
     workers: int | None = None,
     ray_address: str | None = None,
     on_variant: Callable[[Variant, str], None] | None = None,
+    problems: list[Problem] | None = None,
 ) -> Path:
     """Every stage for every variant, then the report.
 
     Shared upstream work (datasets, float checkpoints that QAT starts from) runs first in this
     process; then each variant's own stages run serially, in a local process pool, or as Ray tasks.
-    Every stage is cached, so the executors produce the same artifacts and a rerun resumes."""
+    Every stage is cached, so the executors produce the same artifacts and a rerun resumes.
+    A variant that fails (mismatch, tool failure, a dead worker) gets its row and the others go on;
+    its `Problem` is appended to `problems` for the caller's verdict (the CLI's exit code)."""
     from qpde.report import write_report
 
     if executor not in EXECUTORS:
@@ -440,42 +620,169 @@ def run_sweep(
     root = Path(root)
     sweep = Sweep(cfg, root)
     variants = cfg.variants()
+    check_inputs(cfg, sweep)
     for variant in sorted({Variant(v.dataset, v.arch, "fp32", v.resolution) for v in variants}):
         if on_variant:
             on_variant(variant, "train float")
         sweep.checkpoint(variant)
     if executor == "serial":
-        for variant in variants:
-            run_variant(sweep, variant, cfg.backends, on_variant)
+        results = {v.id: run_variant(sweep, v, cfg.backends, on_variant) for v in variants}
     else:
-        times = _run_parallel(cfg, root, variants, executor, workers, ray_address, on_variant)
-        for part in times:
-            for stage, seconds in part.items():
+        results = _run_parallel(cfg, root, variants, executor, workers, ray_address, on_variant)
+        for result in results.values():
+            for stage, seconds in result["times"].items():
                 sweep.times.seconds[stage] = sweep.times.seconds.get(stage, 0.0) + seconds
+    found = [Problem(**p) for v in variants for p in results[v.id]["problems"]]
+    if problems is not None:
+        problems.extend(found)
     _write_json(root / "sim" / "stage_times.json", sweep.times.seconds)
+    _write_json(root / "sim" / "problems.json", [dataclasses.asdict(p) for p in found])
     return write_report(root, [v.id for v in variants])
 
 
-def _run_parallel(cfg, root, variants, executor, workers, ray_address, on_variant) -> list[dict]:
-    ids = [v.id for v in variants]
-    if executor == "local":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+def sweep_exit_code(problems: list[Problem]) -> int:
+    """0 unless a variant failed: 1 if any simulation differs from the golden (a wrong design is the
+    worst outcome), else the code of the failures (3 tool/internal, 2 bad input)."""
+    failing = [p for p in problems if p.fails_sweep]
+    if not failing:
+        return 0
+    if any(p.code == EXIT_MISMATCH for p in failing):
+        return EXIT_MISMATCH
+    return max(p.code for p in failing)
 
-        # spawn: a fresh interpreter per worker (fork after torch/OpenMP initialisation can hang).
-        with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_variant_job, cfg, str(root), vid): vid for vid in ids}
-            results = []
+
+def _died(variant_id: str, why: str) -> dict:
+    return {"times": {}, "problems": [dataclasses.asdict(Problem(variant_id, "worker", "failed", EXIT_FAILURE, why))]}
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    import signal
+
+    if exitcode is None:
+        return "worker process died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+        return f"worker process died of {name}{hint}"
+    return f"worker process died with exit status {exitcode}"
+
+
+def _isolated(cfg, root: str, variant_id: str, job) -> dict:
+    """Run one variant alone in a fresh process, so that a crash is known to be its own."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_send_result, args=(send, job, cfg, root, variant_id))
+    process.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = None
+    process.join()
+    if result is None:
+        return _died(variant_id, _exit_reason(process.exitcode))
+    return result
+
+
+def _send_result(send, job, cfg, root, variant_id) -> None:
+    send.send(job(cfg, root, variant_id))
+    send.close()
+
+
+def _record_deaths(root: Path, results: dict) -> None:
+    """A variant whose worker died gets models/<id>/worker.error: its row in the table says why."""
+    for variant_id, result in results.items():
+        for problem in result["problems"]:
+            if problem["stage"] == "worker":
+                path = root / "models" / variant_id / "worker.error"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(problem["reason"])
+                log.error("%s: %s", variant_id, problem["reason"])
+
+
+def _run_parallel(cfg, root, variants, executor, workers, ray_address, on_variant, job=None) -> dict[str, dict]:
+    ids = [v.id for v in variants]
+    job = job or _variant_job
+    if executor == "local":
+        results = _run_local(cfg, root, ids, workers, on_variant, job)
+    else:
+        results = _run_ray(cfg, root, ids, ray_address, job)
+        if on_variant:
+            for vid in ids:
+                on_variant(Variant.parse(vid), "done")
+    _record_deaths(Path(root), results)
+    return results
+
+
+def _run_local(cfg, root, ids, workers, on_variant, job) -> dict[str, dict]:
+    """A process pool; a worker that dies (segfault, OOM kill) breaks the pool, so the variants it
+    took down are rerun one per fresh process: the one that dies again is recorded as such, the
+    others finish from their cached stages."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker (fork after torch can hang)
+    manager = queue = None
+    if on_variant and job is _variant_job:
+        manager = ctx.Manager()
+        queue = manager.Queue()
+
+        def relay():
+            while (item := queue.get()) is not None:
+                on_variant(Variant.parse(item[0]), item[1])
+
+        relay_thread = threading.Thread(target=relay, daemon=True)
+        relay_thread.start()
+    results: dict[str, dict] = {}
+    broken: list[str] = []
+    try:
+        with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=ctx) as pool:
+            args = (queue,) if queue is not None else ()
+            futures = {pool.submit(job, cfg, str(root), vid, *args): vid for vid in ids}
             for future in as_completed(futures):
-                results.append(future.result())
-                if on_variant:
-                    on_variant(Variant.parse(futures[future]), "done")
-            return results
+                vid = futures[future]
+                try:
+                    results[vid] = future.result()
+                except BrokenProcessPool:
+                    broken.append(vid)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                    results[vid] = _died(vid, f"worker failed: {type(exc).__name__}: {exc}")
+                if on_variant and queue is None:
+                    on_variant(Variant.parse(vid), "done")
+        for vid in sorted(broken, key=ids.index):
+            log.warning("%s: its worker pool broke (a worker died); rerunning it alone", vid)
+            results[vid] = _isolated(cfg, str(root), vid, job)
+            if on_variant:
+                on_variant(Variant.parse(vid), "done")
+    finally:
+        if manager is not None:
+            queue.put(None)
+            relay_thread.join(timeout=5)
+            manager.shutdown()
+    return results
+
+
+def _run_ray(cfg, root, ids, ray_address, job) -> dict[str, dict]:
     try:
         import ray
     except ImportError as exc:
         raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from exc
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-    job = ray.remote(num_cpus=1)(_variant_job)
+    remote = ray.remote(num_cpus=1)(job)
     # Ray workers must see the same artifact folder: a shared file system on a real cluster.
-    return ray.get([job.remote(cfg, str(root.resolve()), vid) for vid in ids])
+    refs = {vid: remote.remote(cfg, str(Path(root).resolve()), vid) for vid in ids}
+    results = {}
+    for vid, ref in refs.items():
+        try:
+            results[vid] = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - WorkerCrashedError, OOM kill, …: this variant's row
+            results[vid] = _died(vid, f"worker failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return results

@@ -50,6 +50,9 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
         "variant": variant_id, "dataset": variant.dataset, "arch": variant.arch,
         "w_bits": spec.w_bits or 32, "a_bits": spec.a_bits or 32, "resolution": variant.resolution,
     }
+    died = root / "models" / variant_id / "worker.error"
+    if died.is_file():  # its worker process died (segfault, OOM kill): one row saying so
+        return [{**base, "backend": "none", "note": died.read_text().strip()}]
     if failed.is_file():  # trained, but its graph cannot be evaluated exactly: one row with the reason
         return [{**base, "backend": "none", "note": failed.read_text().strip()}]
     if metrics is None:
@@ -148,8 +151,18 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     """nRMSE vs BOPs: colour = resolution series, marker = quantization scenario, dashed = the
     Pareto front of each dataset × architecture."""
     points = df.drop_duplicates("variant").dropna(subset=["bops", "nrmse"]).copy()
-    points["scenario"] = points.apply(_scenario_label, axis=1)
+    x, y = (pd.to_numeric(points[c], errors="coerce").astype(float) for c in ("bops", "nrmse"))
+    points = points[x.gt(0) & y.gt(0) & x.lt(float("inf")) & y.lt(float("inf"))]  # a log plot of finite values
+    points["scenario"] = points.apply(_scenario_label, axis=1) if len(points) else []
     fig, ax = plt.subplots(figsize=(8, 5))
+    if len(points):  # explicit limits: one point (or one value per axis) leaves log autoscaling empty
+        for setter, col in ((ax.set_xlim, "bops"), (ax.set_ylim, "nrmse")):
+            values = points[col].astype(float)
+            setter(values.min() / 2, values.max() * 2)
+    else:
+        ax.set_xlim(1, 10)
+        ax.set_ylim(0.1, 1)
+        ax.text(0.5, 0.5, "no finite nRMSE / BOPs to plot", transform=ax.transAxes, ha="center")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     series = list(points.groupby(["dataset", "arch", "resolution"]))
     for index, ((dataset, arch, resolution), group) in enumerate(series):

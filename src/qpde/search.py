@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qpde.config import SweepConfig, Variant
-from qpde.errors import ConfigError, QpdeError
+from qpde.errors import ConfigError, MismatchError, QpdeError
 from qpde.pipeline import Sweep, _write_json
 from qpde.quant import parse_scenario
 
@@ -119,7 +119,7 @@ def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: 
         result.best = ranked[0].variant
         result.csim = sweep.csim(Variant.parse(result.best))
         if result.csim["mismatching_samples"]:
-            raise QpdeError(f"{result.best}: C simulation differs from the golden on "
+            raise MismatchError(f"{result.best}: C simulation differs from the golden on "
                             f"{result.csim['mismatching_samples']} samples; not returned")
     result.trained_variants = len(trained)
     _write_json(Path(root) / f"search-{dataset}-{arch}.json", asdict(result))

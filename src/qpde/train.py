@@ -16,7 +16,7 @@ from rich.progress import Progress
 from torch import nn
 
 from qpde.config import TrainConfig, Variant
-from qpde.errors import ConfigError, QpdeError
+from qpde.errors import ConfigError, DataError, QpdeError
 from qpde.models.fno import FNO1d, FNO2d, FNOConfig
 from qpde.models.transformer import Transformer1d, Transformer2d, TransformerConfig
 from qpde.models.unet import UNet1d, UNet2d, UNetConfig
@@ -117,10 +117,37 @@ def save_checkpoint(path: Path, model: nn.Module, variant: Variant, shape: dict,
     return path
 
 
-def load_checkpoint(path: Path) -> nn.Module:
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's payload, unpickled with weights_only=True: tensors and plain containers only, so
+    a crafted file cannot run code (a full unpickle could). Anything else is refused as a DataError."""
+    import pickle
+    import zipfile
+
     if not Path(path).is_file():
-        raise QpdeError(f"checkpoint not found: {path}; train it with `qpde run`")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+        raise DataError(f"checkpoint not found: {path}; train it with `qpde run`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = next((line for line in lines if "GLOBAL" in line or "Unsupported global" in line),
+                     lines[0] if lines else type(exc).__name__).split(". ")[0]
+        raise DataError(f"{path}: refused to load: the checkpoint holds objects other than tensors and plain "
+                        f"containers, and unpickling them could run code ({first}); delete it to retrain") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        reason = str(exc).strip().split(". ")[0]
+        raise DataError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}; delete it to retrain") \
+            from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise DataError(f"{path}: not a qpde checkpoint (missing {', '.join(missing)})")
+    return payload
+
+
+CHECKPOINT_KEYS = ("arch", "resolution", "scenario", "shape", "state_dict")
+
+
+def load_checkpoint(path: Path) -> nn.Module:
+    payload = read_checkpoint(path)
     model = build_model(payload["arch"], payload["resolution"], payload["shape"], payload["scenario"],
                         payload.get("ndim", 1))
     model.load_state_dict(payload["state_dict"])
@@ -146,7 +173,7 @@ def train_variant(
     else:
         if float_checkpoint is None:
             raise ConfigError(f"{variant.id}: QAT needs the float checkpoint (train fp32 first)")
-        float_state = torch.load(float_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        float_state = read_checkpoint(float_checkpoint)["state_dict"]
         if hasattr(model, "fold_batch_norm"):  # QAT trains the folded convs the hardware runs
             float_state = model.fold_batch_norm(float_state)
         # Quantized models have extra quantizer parameters (learned scales); weights map 1:1.

@@ -65,11 +65,19 @@ def data_command(
             help="Generator parameter KEY=VALUE, repeatable (e.g. -p nu=0.001 -p n_times=21).",
         ),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
-    """Generate a dataset with qpde's solvers and write it as a PDEBench HDF5 file."""
+    """Generate a dataset with qpde's solvers and write it as a PDEBench HDF5 file.
+
+    Checked before any work: the dataset and parameters, the memory the data needs, and that --out
+    does not exist yet (pass --force to overwrite it)."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
     params = parse_params(dataset, param or [])
     resolution = DEFAULT_RESOLUTION[dataset] if resolution is None else resolution
+    if out.exists() and not force:
+        raise DataError(f"{out} exists; pass --force to overwrite it")
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; --out names the HDF5 file to write")
     path = generate(dataset, out, samples=samples, resolution=resolution, seed=seed, **params)
     Console(stderr=True).print(f"wrote {path}: {dataset}, {samples} samples, resolution {resolution}")

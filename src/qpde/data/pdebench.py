@@ -148,7 +148,20 @@ class PDEDataset:
             rows = ds[unique.tolist()] if unique.size else np.empty((0,) + ds.shape[1:], ds.dtype)
         except OSError as exc:  # h5py reports truncated chunks as OSError
             raise DataError(f"{self.path}: cannot read '{key}' (file truncated or corrupt?): {exc}") from exc
-        return np.asarray(rows, dtype=np.float32)[inverse]
+        rows = np.asarray(rows, dtype=np.float32)
+        self._require_finite(rows, key, unique)
+        return rows[inverse]
+
+    def _require_finite(self, rows: np.ndarray, key: str, samples) -> None:
+        """DataError naming file, key and sample when a sample holds NaN or Inf: a model trained or
+        tested on it would give meaningless results (and false C-sim "mismatches")."""
+        if not rows.size:
+            return
+        finite = np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise DataError(f"{self.path}: '{key}' sample {int(np.asarray(samples)[bad[0]])} holds NaN or Inf "
+                            f"({bad.size} of the {len(rows)} samples read are not finite)")
 
     def _read_groups(self, indices) -> np.ndarray:
         unique, inverse = self._plan(indices)
@@ -166,6 +179,7 @@ class PDEDataset:
                 )
             try:
                 out[row] = f[key][()][..., 0]
+                self._require_finite(out[row : row + 1], key, [index])
             except OSError as exc:
                 raise DataError(
                     f"{self.path}: cannot read '{key}' (file truncated or corrupt?): {exc}"
