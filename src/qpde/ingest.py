@@ -81,7 +81,8 @@ def import_model(model: ModelWrapper, where: str = "model") -> ModelWrapper:
     data_inputs = [i.name for i in graph.input if i.name not in initialized]
     if len(data_inputs) != 1:
         raise GraphError(
-            f"{where}: {len(data_inputs)} graph inputs without a stored value ({', '.join(data_inputs[:6]) or 'none'}); "
+            f"{where}: {len(data_inputs)} graph inputs without a stored value "
+            f"({', '.join(data_inputs[:6]) or 'none'}); "
             "qpde needs exactly one data input, with every weight, scale and bit width stored in the file "
             "(export with the parameters included)")
     for node in graph.node:
