@@ -57,6 +57,12 @@ def test_run_then_rerun_reuses_everything(tmp_path):
     # 1 test trajectory × 4 steps = 4 fields per variant, every one identical to the golden.
     assert (hw["csim_samples"] == 4).all() and (hw["csim_mismatches"] == 0).all()
     assert df["lut"].isna().all()  # no synthesis ran: empty, never 0
+    from qpde.cost import graph_cost
+    from qpde.qgraph import QGraph
+
+    for _, row in hw.iterrows():  # quantized: counted on the QONNX (nonzero quantized weights), dense beside
+        counts = graph_cost(QGraph(out / "models" / row["variant"] / f"{row['variant']}.qonnx.onnx"))
+        assert [row[k] for k in counts] == list(counts.values()) and row["macs"] <= row["macs_dense"]
     from qpde.vendor import vendor_tools
 
     if vendor_tools() is None:  # the project is written for the user's tools, and the row says so

@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from brevitas.export import export_qonnx
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.util.cleanup import cleanup_model
 
 from qpde.errors import GraphError
-from qpde.passes import GemmToMatMulAdd
+from qpde.ingest import clean_model
 from qpde.qgraph import QGraph
 
 log = logging.getLogger(__name__)
@@ -34,9 +33,7 @@ def export_model(model: torch.nn.Module, n_inputs: int, path: Path) -> Path:
     # torch.onnx prints progress lines to stdout; keep the CLI's output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         export_qonnx(model, torch.zeros(1, n_inputs), str(raw))
-    clean = cleanup_model(ModelWrapper(str(raw)))
-    clean = clean.transform(GemmToMatMulAdd())
-    clean = cleanup_model(clean)
+    clean = clean_model(ModelWrapper(str(raw)))  # the passes every user file gets too (ingest.py)
     QGraph(clean)  # refuse unsupported graphs before anything is written
     tmp = path.with_suffix(".tmp.onnx")
     clean.save(str(tmp))

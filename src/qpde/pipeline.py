@@ -267,7 +267,7 @@ class Sweep:
         exactly as the accelerator computes."""
         import torch
 
-        from qpde.cost import total_cost
+        from qpde.cost import COST_VERSION, graph_cost, total_cost
         from qpde.task import evaluate
         from qpde.train import load_checkpoint
 
@@ -292,11 +292,15 @@ class Sweep:
                 graph = QGraph(onnx_path)
                 predict = lambda x: golden.run(graph, x)  # noqa: E731
                 evaluator = "golden-exact"
-            result = {**evaluate(predict, test, variant.resolution), **total_cost(model, spec), "evaluator": evaluator}
+            # Cost: float variants count the PyTorch model; quantized ones their QONNX (quantized nonzeros)
+            cost = total_cost(model, spec)
+            if onnx_path is not None:
+                cost.update(graph_cost(graph))
+            result = {**evaluate(predict, test, variant.resolution), **cost, "evaluator": evaluator}
             _write_json(path, result)
             self.times.add("evaluate", start)
 
-        cached(path, fingerprint(self.train_key(variant), "metrics"), make)
+        cached(path, fingerprint(self.train_key(variant), "metrics", COST_VERSION), make)
         return json.loads(path.read_text())
 
     # ---- hls4ml + C-sim ------------------------------------------------------------------------
