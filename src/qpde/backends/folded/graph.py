@@ -108,8 +108,16 @@ def build_dataflow(graph: QGraph) -> Dataflow:
     streams: dict[str, Stream] = {}
     alias: dict[str, str] = {}  # tensor → stream carrying it
 
+    inferred = []  # a shape-inferred copy of the model, made on the first tensor without a shape
+
     def shape(name: str) -> tuple[int, ...]:
         s = graph.model.get_tensor_shape(name)
+        if s is None:
+            if not inferred:
+                from qonnx.transformation.infer_shapes import InferShapes
+
+                inferred.append(graph.model.transform(InferShapes()))
+            s = inferred[0].get_tensor_shape(name)
         if s is None:
             raise GraphError(f"{graph._where()}: tensor {name!r} has no shape; run shape inference first")
         return tuple(int(d) for d in s)
