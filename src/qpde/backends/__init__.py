@@ -1,0 +1,1 @@
+"""Hardware backends that turn a checked QGraph into an accelerator."""

@@ -1,0 +1,143 @@
+"""Elaboration: a logical Dataflow and a folding → the physical stream graph that codegen writes.
+
+Every stream gets its lanes from its producer (MVAU: PE; add/map: lanes; transpose: 1; the input:
+the first consumer's). A stream read by several consumers goes through a chain of 2-way forks; a
+consumer whose lanes differ gets a data-width converter (two, through the gcd, when neither lane
+count divides the other).
+
+FIFO sizing (deadlock freedom and full throughput): a fork blocks while any branch is full, and a
+join (add) consumes only when both operands have data. A branch whose sibling must absorb a lot
+before it produces anything (a transpose absorbs a whole tensor, an MVAU one row) therefore needs
+room for that lag, or the fork starves the sibling and the join waits forever. The lag of a path
+is counted in tensors of the forked stream: transpose 1, MVAU K / (elements per field) per unit,
+summed along the longest path up to the first unit both branches reach (the join). A branch whose
+lag is smaller than its sibling's by D gets a FIFO of (D + 1) tensors (+2 beats): D to cover the lag,
+one more so the fork can already accept the next field while the join drains this one (without
+it the pipeline serializes across the fork and II exceeds the slowest unit). Branches with equal
+lag need no FIFO.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from qpde.backends.folded.fold import in_lanes, out_lanes, validate
+from qpde.backends.folded.graph import Dataflow, Stream, Unit
+
+FIFO_SLACK_BEATS = 2
+
+
+def unit_lag(df: Dataflow, unit: Unit) -> float:
+    """Tensors (of the unit's input) a unit absorbs before its first output."""
+    if unit.kind == "transpose":
+        return 1.0
+    if unit.kind == "mvau":
+        return unit.params["K"] / df.streams[unit.inputs[0]].numel
+    return 0.0
+
+
+def _successors(df: Dataflow, unit: Unit) -> list[Unit]:
+    return [u for s in unit.outputs for u in df.consumers(s)]
+
+
+def _reach(df: Dataflow, unit: Unit) -> set[str]:
+    seen, todo = set(), [unit]
+    while todo:
+        u = todo.pop()
+        if u.name not in seen:
+            seen.add(u.name)
+            todo += _successors(df, u)
+    return seen
+
+
+def _lag_to(df: Dataflow, unit: Unit, join: set[str], memo: dict) -> float:
+    """Largest summed lag from `unit` to a unit of `join` (join units excluded), −inf if none."""
+    if unit.name in join:
+        return 0.0
+    if unit.name not in memo:
+        nxt = [_lag_to(df, v, join, memo) for v in _successors(df, unit)]
+        memo[unit.name] = unit_lag(df, unit) + max(nxt, default=-math.inf)
+    return memo[unit.name]
+
+
+def branch_lags(df: Dataflow, consumers: list[Unit]) -> list[float]:
+    """Per consumer of one stream: lag of its path to where it meets the other consumers' paths."""
+    reach = [_reach(df, u) for u in consumers]
+    lags = []
+    for i, u in enumerate(consumers):
+        others = set().union(*(r for j, r in enumerate(reach) if j != i)) if len(reach) > 1 else set()
+        join = reach[i] & others
+        lag = _lag_to(df, u, join, {}) if join else 0.0
+        lags.append(lag if lag > -math.inf else 0.0)
+    return lags
+
+
+def elaborate(df: Dataflow, folding: dict) -> Dataflow:
+    """Physical graph for a folding (validated: ConfigError names a bad layer)."""
+    par = validate(df, folding)
+    streams = {name: replace(s) for name, s in df.streams.items()}
+    producers = {s: u for u in df.units for s in u.outputs}
+    for name, s in streams.items():
+        if name == df.input:
+            first = df.consumers(name)[0]
+            s.lanes = in_lanes(first, par[first.name])
+        else:
+            u = producers[name]
+            s.lanes = out_lanes(u, par[u.name])
+    units: list[Unit] = []
+    rewired: dict[tuple[str, int], str] = {}  # (consumer, input index) → stream it reads
+
+    def add_stream(name: str, like: Stream, lanes: int) -> str:
+        streams[name] = Stream(name, like.type, like.numel, lanes)
+        return name
+
+    def convert(s: str, lanes: int, tag: str, producer: str, consumer: str) -> str:
+        """Width converters from stream s to `lanes` lanes."""
+        steps = []
+        have = streams[s].lanes
+        if have != lanes:
+            g = math.gcd(have, lanes)
+            steps = [lanes] if g in (have, lanes) else [g, lanes]
+        for k, lanes_k in enumerate(steps):
+            out = add_stream(f"{tag}_w{k}", streams[s], lanes_k)
+            units.append(Unit(f"dwc_{tag}_{k}", "dwc", [s], [out], {"producer": producer, "consumer": consumer}))
+            s = out
+        return s
+
+    def distribute(s: str) -> None:
+        ends = [(u, i) for u in df.consumers(s) for i, name in enumerate(u.inputs) if name == s]
+        out_too = s == df.output
+        n = len(ends) + (1 if out_too else 0)
+        producer = producers[s].name if s in producers else "input"
+        heads = [s]
+        if n > 1:  # chain of 2-way forks: branch k leaves fork k, the last fork's b output is the last branch
+            heads, cur = [], s
+            for k in range(n - 1):
+                a = add_stream(f"{s}_f{k}a", streams[s], streams[s].lanes)
+                b = add_stream(f"{s}_f{k}b", streams[s], streams[s].lanes)
+                units.append(Unit(f"fork_{s}_{k}", "fork", [cur], [a, b]))
+                heads.append(a)
+                cur = b
+            heads.append(cur)
+            lags = branch_lags(df, [u for u, _ in ends]) + ([0.0] if out_too else [])
+            for k, lag in enumerate(lags):
+                gap = max(lags) - lag
+                if gap > 0:
+                    depth = math.ceil((gap + 1) * streams[s].numel / streams[s].lanes) + FIFO_SLACK_BEATS
+                    q = add_stream(f"{s}_q{k}", streams[s], streams[s].lanes)
+                    units.append(Unit(f"fifo_{s}_{k}", "fifo", [heads[k]], [q], {"depth": depth}))
+                    heads[k] = q
+        for k, (u, i) in enumerate(ends):
+            rewired[(u.name, i)] = convert(heads[k], in_lanes(u, par[u.name]), f"{s}_{k}", producer, u.name)
+        if out_too:
+            df_out[0] = heads[-1]
+
+    df_out = [df.output]
+    distribute(df.input)
+    for u in df.units:
+        inputs = [rewired[(u.name, i)] for i in range(len(u.inputs))]
+        units.append(replace(u, inputs=inputs))
+        for s in u.outputs:
+            distribute(s)
+    return Dataflow(streams, units, df.input, df_out[0])

@@ -1,0 +1,177 @@
+"""Folding: per-layer parallelism, its validation, a cycle model and a SetFolding-style optimizer.
+
+A folding maps layer names (Dataflow unit names) to parallelism:
+- mvau: {"pe": PE, "simd": SIMD}, PE | C (outputs per row), SIMD | K (inputs per row);
+- add, map: {"lanes": L}, L | elements per field;
+- transpose: one element per cycle (not foldable yet; its lanes are fixed at 1).
+Layers missing from a folding run at parallelism 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from qpde.backends.folded.graph import Dataflow, Unit
+from qpde.errors import ConfigError
+
+
+@dataclass
+class Folding:
+    layers: dict[str, dict[str, int]] = field(default_factory=dict)
+    ii_cycles: int = 0  # the cycle model's cycles per field (slowest unit, converters included)
+    bottleneck: str = ""  # the slowest unit
+    target_met: bool | None = None  # None: no target given
+    note: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @staticmethod
+    def from_json(text: str) -> Folding:
+        return Folding(**json.loads(text))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
+    """The unit's validated parallelism (defaults 1); ConfigError names the layer otherwise."""
+    spec = dict(folding.get(unit.name, {}))
+    p = unit.params
+    if unit.kind == "mvau":
+        allowed = {"pe", "simd"}
+        pe, simd = int(spec.get("pe", 1)), int(spec.get("simd", 1))
+        if pe < 1 or p["C"] % pe:
+            raise ConfigError(f"layer {unit.name!r} (mvau {p['K']}×{p['C']}): PE {pe} does not divide its "
+                              f"{p['C']} outputs; valid PE: {_divisors(p['C'])}")
+        if simd < 1 or p["K"] % simd:
+            raise ConfigError(f"layer {unit.name!r} (mvau {p['K']}×{p['C']}): SIMD {simd} does not divide its "
+                              f"{p['K']} inputs; valid SIMD: {_divisors(p['K'])}")
+        out = {"pe": pe, "simd": simd}
+    elif unit.kind in ("add", "map"):
+        allowed = {"lanes"}
+        n = df.streams[unit.outputs[0]].numel
+        lanes = int(spec.get("lanes", 1))
+        if lanes < 1 or n % lanes:
+            raise ConfigError(f"layer {unit.name!r} ({unit.kind}): lanes {lanes} does not divide its {n} elements "
+                              "per field")
+        out = {"lanes": lanes}
+    else:
+        allowed = set()
+        out = {}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ConfigError(f"layer {unit.name!r} ({unit.kind}): unknown folding keys {sorted(unknown)}; "
+                          f"allowed: {sorted(allowed) or 'none (not foldable)'}")
+    return out
+
+
+def validate(df: Dataflow, folding: dict) -> dict[str, dict[str, int]]:
+    names = {u.name for u in df.units}
+    unknown = set(folding) - names
+    if unknown:
+        raise ConfigError(f"folding names unknown layers {sorted(unknown)}; layers: {sorted(names)}")
+    return {u.name: unit_parallelism(df, u, folding) for u in df.units}
+
+
+def in_lanes(unit: Unit, par: dict[str, int]) -> int:
+    return par["simd"] if unit.kind == "mvau" else par.get("lanes", 1)
+
+
+def out_lanes(unit: Unit, par: dict[str, int]) -> int:
+    return par["pe"] if unit.kind == "mvau" else par.get("lanes", 1)
+
+
+def unit_cycles(df: Dataflow, unit: Unit) -> int:
+    """Cycles per field of one unit of an elaborated graph (lanes set on its streams)."""
+    p = unit.params
+    if unit.kind == "mvau":
+        lanes_in = df.streams[unit.inputs[0]].lanes
+        lanes_out = df.streams[unit.outputs[0]].lanes
+        return p["rows"] * (p["C"] // lanes_out) * (p["K"] // lanes_in)
+    if unit.kind == "dwc":
+        s_in, s_out = df.streams[unit.inputs[0]], df.streams[unit.outputs[0]]
+        return s_in.numel // min(s_in.lanes, s_out.lanes)
+    s = df.streams[unit.outputs[0]]
+    return s.numel // s.lanes  # one beat per cycle (transpose: lanes 1)
+
+
+def cycle_model(df: Dataflow) -> dict[str, int]:
+    """Cycles per field of every unit of an elaborated graph and of the input stream ('input')."""
+    s = df.streams[df.input]
+    cycles = {"input": s.numel // s.lanes}
+    cycles.update({u.name: unit_cycles(df, u) for u in df.units})
+    return cycles
+
+
+def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> dict[str, int] | None:
+    """The next larger parallelism of a unit: SIMD first (up to K), then PE; None at the maximum."""
+    p = unit.params
+    if unit.kind == "mvau":
+        bigger = [d for d in _divisors(p["K"]) if d > par["simd"]]
+        if bigger:
+            return {**par, "simd": bigger[0]}
+        bigger = [d for d in _divisors(p["C"]) if d > par["pe"]]
+        return {**par, "pe": bigger[0]} if bigger else None
+    if unit.kind in ("add", "map"):
+        bigger = [d for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
+        return {"lanes": bigger[0]} if bigger else None
+    return None
+
+
+def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | None = None,
+             clock_mhz: float | None = None, max_pe_simd: int | None = None) -> Folding:
+    """SetFolding in spirit: start every layer at parallelism 1 and raise the slowest unit's folding
+    one step at a time until the cycle model's II meets the target (target_ii cycles, or target_fps
+    fields/s at clock_mhz), the slowest unit cannot grow (a transpose, or an MVAU at full PE·SIMD), or
+    the next step would exceed max_pe_simd (Σ PE·SIMD over MVAUs, the multiplier budget)."""
+    from qpde.backends.folded.compile import elaborate
+
+    if target_fps is not None:
+        if not clock_mhz:
+            raise ConfigError("target_fps needs clock_mhz")
+        target_ii = max(1, math.floor(clock_mhz * 1e6 / target_fps))
+    folding = validate(df, {})
+    note = ""
+    while True:
+        cycles = cycle_model(elaborate(df, folding))
+        slowest = max(cycles, key=cycles.get)
+        ii = cycles[slowest]
+        if target_ii is not None and ii <= target_ii:
+            break
+        unit = next((u for u in df.units if u.name == slowest), None)
+        if unit is None or unit.kind not in ("mvau", "add", "map"):
+            # the input stream, a transpose or a width converter: grow the neighbour that sets its width
+            unit = _limiting_neighbour(df, slowest, folding)
+        grown = _grow(df, unit, folding[unit.name]) if unit is not None else None
+        if grown is None:
+            note = f"{slowest} cannot be folded further ({ii} cycles per field)"
+            break
+        trial = {**folding, unit.name: grown}
+        macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v)
+        if max_pe_simd is not None and macs > max_pe_simd:
+            note = f"PE·SIMD budget {max_pe_simd} reached ({slowest}: {ii} cycles per field)"
+            break
+        folding = trial
+    return Folding(layers=folding, ii_cycles=ii, bottleneck=slowest,
+                   target_met=None if target_ii is None else ii <= target_ii, note=note)
+
+
+def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
+    """For a slow width converter or input stream: the narrow side's foldable unit, if any."""
+    from qpde.backends.folded.compile import elaborate
+
+    if name == "input":
+        return next((u for u in df.consumers(df.input) if u.kind in ("mvau", "add", "map")), None)
+    phys = elaborate(df, folding)
+    unit = next((u for u in phys.units if u.name == name), None)
+    if unit is None or unit.kind != "dwc":
+        return None
+    s_in, s_out = phys.streams[unit.inputs[0]], phys.streams[unit.outputs[0]]
+    logical = {u.name: u for u in df.units}
+    owner = unit.params["producer"] if s_in.lanes < s_out.lanes else unit.params["consumer"]
+    found = logical.get(owner)
+    return found if found is not None and found.kind in ("mvau", "add", "map") else None

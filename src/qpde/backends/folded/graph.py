@@ -1,0 +1,296 @@
+"""QGraph → logical dataflow graph of folded stream units (no lanes, forks or FIFOs yet).
+
+A stream carries one tensor per field as its flat C-order sequence of integer codes of one
+FixedType (value = code · 2^exp). Shape ops that keep C order (Reshape, Squeeze, Unsqueeze,
+Flatten, Identity) are wiring: they only change how the next unit splits the sequence into rows.
+
+Fusion (every integer parameter derived from QGraph's exact types and constants):
+- MatMul(activation @ constant K×C) [+ Add constant bias] [+ Relu] [+ Quant] → one ``mvau``;
+- Add(activation, activation) [+ Relu] [+ Quant] → ``add``;
+- Transpose swapping two groups of axes → ``transpose`` [R, C] → [C, R];
+- a Quant or Relu [+ Quant] that nothing absorbed → ``map``.
+Anything else is a GraphError naming the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qpde.errors import GraphError
+from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
+
+BACKEND = "folded"
+MAX_SHIFTED_BITS = 64  # qpde_requant's input after its left shift (Verilog parameters are 64-bit)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """FLOOR requantization as the next QONNX Quant: code · 2^(lshift − rshift), clipped to [lo, hi]
+    (lo = max(qmin, 0) when a ReLU precedes it)."""
+
+    rshift: int
+    lshift: int
+    lo: int
+    hi: int
+
+    @staticmethod
+    def between(in_exp: int, out_exp: int, lo: int, hi: int) -> Requant:
+        d = out_exp - in_exp
+        return Requant(max(d, 0), max(-d, 0), lo, hi)
+
+    def apply(self, codes: np.ndarray) -> np.ndarray:
+        """Exact on int64/object integer arrays (>> floors, as the hardware's arithmetic shift)."""
+        return np.clip((codes << self.lshift) >> self.rshift, self.lo, self.hi)
+
+
+@dataclass
+class Stream:
+    name: str
+    type: FixedType
+    numel: int  # elements per field
+    lanes: int = 1  # elements per beat (set when a folding is applied)
+
+
+@dataclass
+class Unit:
+    name: str  # the layer name: the QGraph node that anchors the unit (MatMul, Add, Transpose, …)
+    kind: str  # mvau | add | map | transpose | fork | fifo | dwc
+    inputs: list[str]
+    outputs: list[str]
+    params: dict = field(default_factory=dict)
+    nodes: list[str] = field(default_factory=list)  # QGraph nodes the unit implements
+
+
+@dataclass
+class Dataflow:
+    streams: dict[str, Stream]
+    units: list[Unit]  # topological order
+    input: str  # stream fed by the accelerator's input (the first Quant's output)
+    output: str  # stream that leaves the accelerator
+
+    def unit(self, name: str) -> Unit:
+        return next(u for u in self.units if u.name == name)
+
+    def consumers(self, stream: str) -> list[Unit]:
+        return [u for u in self.units if stream in u.inputs]
+
+    def producer(self, stream: str) -> Unit | None:
+        return next((u for u in self.units if stream in u.outputs), None)
+
+
+def _where(graph: QGraph, node) -> str:
+    return graph._where(node)
+
+
+def _codes(graph: QGraph, name: str) -> tuple[np.ndarray, FixedType]:
+    """Integer codes (object ints, exact) and type of a constant."""
+    t = graph.const_type(name)
+    values = graph.consts[name] / 2.0**t.exp
+    codes = np.round(values)
+    if not np.array_equal(codes, values):  # const_type guarantees it; keep the claim checked
+        raise GraphError(f"constant {name!r} is not an integer multiple of 2^{t.exp}")
+    return codes.astype(np.int64).astype(object), t
+
+
+def build_dataflow(graph: QGraph) -> Dataflow:
+    """Map a checked QGraph onto logical stream units (see the module docstring)."""
+    nodes = list(graph.nodes)
+    first_quant = next((i for i, n in enumerate(nodes) if n.op_type == "Quant"), None)
+    if first_quant is None:
+        raise GraphError(f"{graph._where()}: no input Quant")
+    for node in nodes[:first_quant]:
+        if node.op_type not in SHAPE_OPS or node.op_type == "Transpose":
+            raise GraphError(f"{_where(graph, node)}: only order-keeping shape ops may precede the input "
+                             f"Quant in the {BACKEND} backend")
+    in_name = nodes[first_quant].output[0]
+    streams: dict[str, Stream] = {}
+    alias: dict[str, str] = {}  # tensor → stream carrying it
+
+    inferred = []  # a shape-inferred copy of the model, made on the first tensor without a shape
+
+    def shape(name: str) -> tuple[int, ...]:
+        s = graph.model.get_tensor_shape(name)
+        if s is None:
+            if not inferred:
+                from qonnx.transformation.infer_shapes import InferShapes
+
+                inferred.append(graph.model.transform(InferShapes()))
+            s = inferred[0].get_tensor_shape(name)
+        if s is None:
+            raise GraphError(f"{graph._where()}: tensor {name!r} has no shape; run shape inference first")
+        return tuple(int(d) for d in s)
+
+    def numel(name: str) -> int:
+        return int(np.prod(shape(name)[1:], dtype=np.int64))
+
+    def new_stream(tensor: str, t: FixedType) -> str:
+        streams[tensor] = Stream(tensor, t, numel(tensor))
+        alias[tensor] = tensor
+        return tensor
+
+    def src(node, tensor: str) -> str:
+        if tensor not in alias:
+            raise GraphError(f"{_where(graph, node)}: input {tensor!r} is not a stream of the {BACKEND} backend")
+        return alias[tensor]
+
+    new_stream(in_name, graph.types[in_name])
+    units: list[Unit] = []
+    fused: set[str] = set()
+
+    def tail(start_tensor: str, chain: list) -> tuple[str, bool, object]:
+        """Follow [Relu] [Quant] single consumers of start_tensor; returns (last tensor, relu, quant)."""
+        cur, relu, quant = start_tensor, False, None
+        nxt = graph.single_consumer(cur)
+        if nxt is not None and nxt.op_type == "Relu":
+            relu, cur = True, nxt.output[0]
+            chain.append(nxt)
+            nxt = graph.single_consumer(cur)
+        if nxt is not None and nxt.op_type == "Quant":
+            quant, cur = nxt, nxt.output[0]
+            chain.append(nxt)
+        return cur, relu, quant
+
+    def out_spec(node, cur: str, relu: bool, quant, acc_exp: int) -> tuple[FixedType, Requant]:
+        out_t = graph.types[cur]
+        if quant is not None:
+            p = graph.quant_params(quant, constant=False)
+            lo, hi, exp = p.qmin, p.qmax, p.exp
+        else:  # no Quant: the exact value at the accumulator's LSB, clipped only by a ReLU
+            lo, hi, exp = out_t.lo, out_t.hi, out_t.exp
+            if exp != acc_exp:
+                raise GraphError(f"{_where(graph, node)}: unquantized output at 2^{exp}, accumulator at 2^{acc_exp}")
+        return out_t, Requant.between(acc_exp, exp, max(lo, 0) if relu else lo, hi)
+
+    def check_shift(node, in_bits: int, rq: Requant) -> None:
+        if in_bits + rq.lshift > MAX_SHIFTED_BITS:
+            raise GraphError(f"{_where(graph, node)}: requantization needs {in_bits + rq.lshift} bits, the "
+                             f"{BACKEND} backend supports {MAX_SHIFTED_BITS}")
+
+    for node in nodes[first_quant + 1 :]:
+        if node.name in fused:
+            continue
+        op = node.op_type
+        chain = [node]
+        if op in SHAPE_OPS and op != "Transpose":
+            s = src(node, node.input[0])
+            if numel(node.output[0]) != streams[s].numel:
+                raise GraphError(f"{_where(graph, node)}: changes the element count")
+            alias[node.output[0]] = s
+            continue
+        if op == "Transpose":
+            s = src(node, node.input[0])
+            split = _transpose_split(graph, node, shape(node.input[0]))
+            if split is None:  # only size-1 axes move: C order is kept
+                alias[node.output[0]] = s
+                continue
+            rows, cols = split
+            out = new_stream(node.output[0], graph.types[node.output[0]])
+            units.append(Unit(node.name, "transpose", [s], [out], {"R": rows, "C": cols}, [node.name]))
+            continue
+        if op == "MatMul" and node.input[1] in graph.consts and node.input[0] not in graph.consts:
+            unit, cur, out_t = _mvau(graph, node, src(node, node.input[0]), streams, chain, tail, out_spec,
+                                     check_shift, shape)
+            units.append(unit)
+        elif op == "Add" and all(n not in graph.consts for n in node.input):
+            a, b = (src(node, n) for n in node.input)
+            if shape(node.input[0]) != shape(node.input[1]):
+                raise GraphError(f"{_where(graph, node)}: Add of activations with shapes {shape(node.input[0])} and "
+                                 f"{shape(node.input[1])}; the {BACKEND} backend needs equal shapes (no broadcast)")
+            ta, tb = streams[a].type, streams[b].type
+            exp = min(ta.exp, tb.exp)
+            ashift, bshift = ta.exp - exp, tb.exp - exp
+            bound = (ta.max_abs << ashift) + (tb.max_abs << bshift)
+            sum_w = max(bound.bit_length() + 1, ta.width + 1, tb.width + 1)
+            cur, relu, quant = tail(node.output[0], chain)
+            out_t, rq = out_spec(node, cur, relu, quant, exp)
+            check_shift(node, sum_w, rq)
+            units.append(Unit(node.name, "add", [a, b], [], {"ashift": ashift, "bshift": bshift, "sum_w": sum_w,
+                                                              "requant": rq}))
+        elif op in ("Quant", "Relu"):
+            s = src(node, node.input[0])
+            t_in = streams[s].type
+            if op == "Relu":
+                cur, relu, quant = tail(node.output[0], chain)
+                relu = True
+            else:
+                cur, relu, quant = node.output[0], False, node
+            out_t, rq = out_spec(node, cur, relu, quant, t_in.exp)
+            check_shift(node, t_in.width + 1, rq)
+            units.append(Unit(node.name, "map", [s], [], {"requant": rq}))
+        else:
+            what = {"MatMul": "MatMul of two activations" if node.input[1] not in graph.consts else "MatMul",
+                    "Add": "Add of a constant not fused into a MatMul"}.get(op, op)
+            raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map {what} yet "
+                             "(it maps MatMul by a constant, Add of activations, Relu, Quant and shape ops)")
+        unit = units[-1]
+        unit.nodes = [n.name for n in chain]
+        fused.update(unit.nodes)
+        unit.outputs = [new_stream(cur, out_t)]
+
+    if graph.output_name not in alias:
+        raise GraphError(f"{graph._where()}: the output is not produced by a {BACKEND} stream")
+    return Dataflow(streams, units, in_name, alias[graph.output_name])
+
+
+def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) -> tuple[Unit, str, FixedType]:
+    x_t = streams[s].type
+    w, w_t = _codes(graph, node.input[1])
+    if w.ndim != 2:
+        raise GraphError(f"{_where(graph, node)}: weight of rank {w.ndim}; the {BACKEND} backend needs a K×C matrix")
+    k, c = w.shape
+    if shape(node.input[0])[-1] != k:
+        raise GraphError(f"{_where(graph, node)}: input rows of {shape(node.input[0])[-1]} for a {k}×{c} weight")
+    prod_exp = x_t.exp + w_t.exp
+    cur = node.output[0]
+    bias, b_t = None, None
+    nxt = graph.single_consumer(cur)
+    if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+        bias, b_t = _codes(graph, graph.add_const(nxt))
+        if bias.size not in (1, c) or bias.shape[-1] != bias.size:
+            raise GraphError(f"{_where(graph, nxt)}: bias of shape {bias.shape} is not one value per output column")
+        bias = np.broadcast_to(bias.reshape(-1), (c,)).copy()
+        chain.append(nxt)
+        cur = nxt.output[0]
+    cur, relu, quant = tail(cur, chain)
+    # A bias finer than the products can be floored to the products' LSB when a FLOOR Quant at or
+    # above that LSB follows: the products' sum is a multiple of that LSB, so the bias's extra
+    # fraction never carries across a multiple of the (coarser) output step, nor past a ReLU's 0.
+    acc_exp = prod_exp
+    if bias is not None and b_t.exp < prod_exp:
+        floorable = quant is not None and graph.quant_params(quant, constant=False).exp >= prod_exp
+        if not floorable:
+            acc_exp = b_t.exp
+    pshift = prod_exp - acc_exp
+    if bias is not None:
+        d = b_t.exp - acc_exp
+        bias = np.array([b << d if d >= 0 else b >> -d for b in bias], dtype=object)
+    out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
+    col_abs = np.abs(w).sum(axis=0)
+    bound = max(int(col_abs[j]) * x_t.max_abs << pshift for j in range(c))
+    if bias is not None:
+        bound = max((int(col_abs[j]) * x_t.max_abs << pshift) + abs(int(bias[j])) for j in range(c))
+    acc_w = max(bound.bit_length() + 1, w_t.width + x_t.width + 1)
+    check_shift(node, acc_w, rq)
+    return Unit(node.name, "mvau", [s], [], {
+        "K": k, "C": c, "rows": streams[s].numel // k, "weights": w,
+        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias, "requant": rq}), cur, out_t
+
+
+def _transpose_split(graph: QGraph, node, in_shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(R, C) of a Transpose that is a 2-D transpose of [R, C] once size-1 axes are dropped; None
+    when it keeps C order."""
+    from qpde.qgraph import _attr
+
+    perm = list(_attr(node, "perm") or reversed(range(len(in_shape))))
+    keep = [a for a in range(len(in_shape)) if in_shape[a] != 1]
+    order = [keep.index(a) for a in perm if a in keep]
+    n = len(order)
+    if order == sorted(order):
+        return None
+    for k in range(1, n):
+        if order == list(range(k, n)) + list(range(k)):
+            return (int(np.prod([in_shape[a] for a in keep[:k]])), int(np.prod([in_shape[a] for a in keep[k:]])))
+    raise GraphError(f"{_where(graph, node)}: perm {perm} on {list(in_shape)} is not a transpose of two axis groups; "
+                     f"the {BACKEND} backend does not map it")

@@ -1,0 +1,167 @@
+// Matrix-vector unit (FINN's MVAU folding): for every row x[0:K] of the input tensor, y = x @ W
+// with the constant K x C matrix W, SIMD inputs and PE outputs in parallel, (C/PE)(K/SIMD) cycles
+// per row. The input row is double-buffered (one row is written while the other is reused for
+// every output fold). Weights live in a synchronous ROM of NF*NS words of PE*SIMD codes (word
+// f*NS + s holds W[s*SIMD + j][f*PE + p] at lane p*SIMD + j), so Yosys can map it to block RAM.
+// The accumulator is exact (ACC_W from the compiler's bound), starts at the bias (already at the
+// accumulator LSB) and is requantized like the next Quant.
+//
+// Pipeline: issue (ROM and row-buffer reads) -> accumulate -> requantized output register. The
+// whole pipeline advances when the output register is free (adv), so a stalled consumer freezes
+// it without losing a beat.
+module qpde_mvau #(
+    parameter K = 4,
+    parameter C = 4,
+    parameter SIMD = 1,
+    parameter PE = 1,
+    parameter IN_W = 4,
+    parameter IN_SIGNED = 1,
+    parameter WW = 4,           // weight code bits (signed)
+    parameter PSHIFT = 0,       // product LSB above the accumulator LSB
+    parameter ACC_W = 16,
+    parameter HAS_BIAS = 0,
+    parameter OUT_W = 4,
+    parameter RSHIFT = 0,
+    parameter LSHIFT = 0,
+    parameter signed [63:0] QMIN = -8,
+    parameter signed [63:0] QMAX = 7,
+    parameter WEIGHTS = "weights.mem",
+    parameter BIASES = "biases.mem",
+    parameter SB = 1,           // bits of the input-word counter: 2^SB >= K/SIMD
+    parameter FB = 1,           // bits of the output-fold counter: 2^FB >= C/PE
+    parameter AB = 1            // bits of the ROM address: 2^AB >= (K/SIMD)(C/PE)
+) (
+    input  wire                 clk,
+    input  wire                 rst,
+    input  wire                 s_valid,
+    output wire                 s_ready,
+    input  wire [SIMD*IN_W-1:0] s_data,
+    output reg                  m_valid,
+    input  wire                 m_ready,
+    output reg  [PE*OUT_W-1:0]  m_data
+);
+    localparam NS = K / SIMD;
+    localparam NF = C / PE;
+    localparam integer LAST_SI = NS - 1, LAST_FI = NF - 1;
+    localparam [SB-1:0] LAST_S = LAST_SI[SB-1:0];
+    localparam [FB-1:0] LAST_F = LAST_FI[FB-1:0];
+
+    reg [PE*SIMD*WW-1:0] rom [0:NF*NS-1];
+    initial $readmemh(WEIGHTS, rom);
+
+    // ---- input row, double-buffered ----
+    reg [SIMD*IN_W-1:0] rowbuf [0:(2 << SB) - 1];
+    reg [SB-1:0] widx, s;
+    reg [FB-1:0] f;
+    reg [AB-1:0] waddr;
+    reg wbank, rbank;
+    reg [1:0] full;
+    wire adv = !m_valid || m_ready;
+    wire issue = adv && full[rbank];
+    wire row_in = s_valid && s_ready && widx == LAST_S;
+    wire row_done = issue && s == LAST_S && f == LAST_F;
+    assign s_ready = !full[wbank];
+
+    // ---- stage 1: weights, inputs and bias for one (fold, input word) step ----
+    reg [PE*SIMD*WW-1:0] wq;
+    reg [SIMD*IN_W-1:0] xq;
+    reg [PE*ACC_W-1:0] bq;
+    reg v1, first1, last1;
+    always @(posedge clk) begin
+        if (s_valid && s_ready) rowbuf[{wbank, widx}] <= s_data;
+        if (issue) begin
+            wq <= rom[waddr];
+            xq <= rowbuf[{rbank, s}];
+        end
+    end
+
+    generate
+        if (HAS_BIAS) begin : g_bias
+            reg [PE*ACC_W-1:0] brom [0:NF-1];
+            initial $readmemh(BIASES, brom);
+            always @(posedge clk) if (issue) bq <= brom[f];
+        end else begin : g_nobias
+            always @(posedge clk) bq <= {PE*ACC_W{1'b0}};
+        end
+    endgenerate
+
+    always @(posedge clk) begin
+        if (rst) begin
+            widx <= {SB{1'b0}};
+            s <= {SB{1'b0}};
+            f <= {FB{1'b0}};
+            waddr <= {AB{1'b0}};
+            wbank <= 1'b0;
+            rbank <= 1'b0;
+            full <= 2'b00;
+            v1 <= 1'b0;
+            first1 <= 1'b0;
+            last1 <= 1'b0;
+        end else begin
+            if (s_valid && s_ready) begin
+                widx <= widx == LAST_S ? {SB{1'b0}} : widx + 1'b1;
+                if (widx == LAST_S) wbank <= !wbank;
+            end
+            // A bank is set full by the write side and emptied by the read side (never both at once:
+            // the writer only fills an empty bank, the reader only drains a full one).
+            if (row_in) full[wbank] <= 1'b1;
+            if (row_done) full[rbank] <= 1'b0;
+            if (issue) begin
+                s <= s == LAST_S ? {SB{1'b0}} : s + 1'b1;
+                if (s == LAST_S) f <= f == LAST_F ? {FB{1'b0}} : f + 1'b1;
+                waddr <= row_done ? {AB{1'b0}} : waddr + 1'b1;
+                if (row_done) rbank <= !rbank;
+            end
+            if (adv) begin
+                v1 <= issue;
+                first1 <= s == {SB{1'b0}};
+                last1 <= s == LAST_S;
+            end
+        end
+    end
+
+    // ---- stage 2: PE dot products of SIMD terms, accumulated exactly ----
+    reg [PE*ACC_W-1:0] dots;
+    reg signed [ACC_W-1:0] sum, wcode, xcode;
+    integer p, j;
+    always @* begin
+        for (p = 0; p < PE; p = p + 1) begin
+            sum = {ACC_W{1'b0}};
+            for (j = 0; j < SIMD; j = j + 1) begin
+                // codes extended to ACC_W (the bound of every partial sum): the product is exact
+                wcode = {{(ACC_W - WW){wq[(p * SIMD + j) * WW + WW - 1]}}, wq[(p * SIMD + j) * WW +: WW]};
+                xcode = {{(ACC_W - IN_W){IN_SIGNED != 0 && xq[j * IN_W + IN_W - 1]}}, xq[j * IN_W +: IN_W]};
+                sum = sum + wcode * xcode;
+            end
+            dots[p * ACC_W +: ACC_W] = sum <<< PSHIFT;
+        end
+    end
+
+    reg [PE*ACC_W-1:0] acc;
+    reg v2;
+    integer q;
+    always @(posedge clk) begin
+        if (adv && v1)
+            for (q = 0; q < PE; q = q + 1)
+                acc[q * ACC_W +: ACC_W] <= (first1 ? bq[q * ACC_W +: ACC_W] : acc[q * ACC_W +: ACC_W])
+                                           + dots[q * ACC_W +: ACC_W];
+        if (rst) v2 <= 1'b0;
+        else if (adv) v2 <= v1 && last1;
+    end
+
+    // ---- stage 3: requantize the finished folds into the output register ----
+    wire [PE*OUT_W-1:0] y;
+    genvar g;
+    generate
+        for (g = 0; g < PE; g = g + 1) begin : g_rq
+            qpde_requant #(.IN_W(ACC_W), .RSHIFT(RSHIFT), .LSHIFT(LSHIFT), .OUT_W(OUT_W), .QMIN(QMIN), .QMAX(QMAX))
+                rq (.x(acc[g * ACC_W +: ACC_W]), .y(y[g * OUT_W +: OUT_W]));
+        end
+    endgenerate
+
+    always @(posedge clk) begin
+        if (rst) m_valid <= 1'b0;
+        else if (adv) m_valid <= v2;
+        if (adv && v2) m_data <= y;
+    end
+endmodule

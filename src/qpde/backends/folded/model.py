@@ -1,0 +1,70 @@
+"""Integer model of the stream units: runs a Dataflow on integer codes exactly (numpy int64 or
+Python ints), the reference the compiler is checked with against qpde.golden before any RTL."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qpde.backends.folded.graph import Dataflow, Unit
+from qpde.errors import GraphError
+from qpde.golden import quantized_input
+from qpde.qgraph import QGraph
+
+
+def input_codes(graph: QGraph, df: Dataflow, x: np.ndarray) -> np.ndarray:
+    """Raw float inputs [n, …] → the accelerator's input codes [n, numel] (int64), exactly."""
+    t = df.streams[df.input].type
+    q = quantized_input(graph, np.asarray(x, dtype=np.float64)) / 2.0**t.exp
+    codes = np.round(q)
+    if not np.array_equal(codes, q):
+        raise GraphError("input quantizer output is not on its grid")
+    return codes.reshape(len(codes), -1).astype(np.int64)
+
+
+def to_values(df: Dataflow, stream: str, codes: np.ndarray) -> np.ndarray:
+    """Codes → float64 values (exact: codes are below 2^53)."""
+    return np.asarray(codes, dtype=np.float64) * 2.0 ** df.streams[stream].type.exp
+
+
+def _ints(a: np.ndarray, bits: int) -> np.ndarray:
+    return a.astype(np.int64) if bits < 63 else a.astype(object)
+
+
+def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarray]:
+    p = unit.params
+    if unit.kind == "mvau":
+        x = args[0]
+        n = len(x)
+        w = _ints(p["weights"], p["acc_w"])
+        acc = (_ints(x, p["acc_w"]).reshape(n, p["rows"], p["K"]) @ w) << p["pshift"]
+        if p["bias"] is not None:
+            acc = acc + _ints(p["bias"], p["acc_w"])
+        return [p["requant"].apply(acc).reshape(n, -1)]
+    if unit.kind == "add":
+        a, b = (_ints(v, p["sum_w"]) for v in args)
+        return [p["requant"].apply((a << p["ashift"]) + (b << p["bshift"]))]
+    if unit.kind == "map":
+        return [p["requant"].apply(args[0])]
+    if unit.kind == "transpose":
+        x = args[0]
+        return [x.reshape(len(x), p["R"], p["C"]).transpose(0, 2, 1).reshape(len(x), -1)]
+    if unit.kind == "fork":
+        return [args[0]] * len(unit.outputs)
+    if unit.kind in ("fifo", "dwc"):
+        return [args[0]]
+    raise GraphError(f"integer model: no unit kind {unit.kind!r} ({unit.name})")
+
+
+def run(df: Dataflow, codes: np.ndarray, *, keep: bool = False):
+    """Input codes [n, numel] → output codes [n, numel] (or every stream's codes with keep=True)."""
+    env = {df.input: np.asarray(codes)}
+    for unit in df.units:
+        for name, value in zip(unit.outputs, run_unit(df, unit, [env[s] for s in unit.inputs])):
+            env[name] = value
+    return env if keep else env[df.output]
+
+
+def run_values(graph: QGraph, df: Dataflow, x: np.ndarray) -> np.ndarray:
+    """Raw inputs → model outputs in the model's units, shaped like qpde.golden.run."""
+    out = to_values(df, df.output, run(df, input_codes(graph, df, x)))
+    return out.reshape(len(out), *graph.output_shape[1:])

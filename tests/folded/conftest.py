@@ -1,0 +1,92 @@
+"""Folded-backend fixtures: tiny hand-built QONNX graphs that isolate one or two stream units, and
+the tiny FNO fixtures of tests/rtl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.rtl.conftest import QONNX_DOMAIN, _quant, fno_l1_qonnx, mlp_qonnx  # noqa: F401 (fixtures)
+
+
+def _save(path: Path, nodes, inits, in_shape, out_shape) -> Path:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 2)])
+    onnx.save(model, str(path))
+    return path
+
+
+def transpose_qonnx(path: Path, rows: int = 6, cols: int = 4) -> Path:
+    """x[1, rows·cols] → Quant(2^-2, 5 bits) → Reshape [1, rows, cols] → Transpose → Quant(2^-1, 3 bits,
+    saturating and flooring: a stand-alone requantization) → y[1, cols, rows]."""
+    nodes, inits = [], []
+    node, ini = _quant("q_in", "x", "xq", -2, 5)
+    nodes.append(node)
+    inits += ini
+    inits.append(numpy_helper.from_array(np.array([1, rows, cols], np.int64), "shape"))
+    nodes.append(helper.make_node("Reshape", ["xq", "shape"], ["xr"], name="reshape"))
+    nodes.append(helper.make_node("Transpose", ["xr"], ["xt"], name="transpose", perm=[0, 2, 1]))
+    node, ini = _quant("q_out", "xt", "y", -1, 3)
+    nodes.append(node)
+    inits += ini
+    return _save(path, nodes, inits, [1, rows * cols], [1, cols, rows])
+
+
+def residual_qonnx(path: Path, n: int = 8, seed: int = 1) -> Path:
+    """x[1, n] → Quant(2^-2, 4 bits) → fork: MatMul W [n×n] → Quant(2^-3) ; + the Quant'd x (exponents
+    differ: the add aligns them) → Relu → Quant(2^-1, 3 bits unsigned) → y. The fork needs a FIFO: the
+    MVAU absorbs a whole row before its first output."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    node, ini = _quant("q_in", "x", "xq", -2, 4)
+    nodes.append(node)
+    inits += ini
+    inits.append(numpy_helper.from_array((rng.integers(-7, 8, size=(n, n)) * 2.0**-3).astype(np.float32), "W"))
+    nodes.append(helper.make_node("MatMul", ["xq", "W"], ["h"], name="mm"))
+    node, ini = _quant("q_h", "h", "hq", -3, 5)
+    nodes.append(node)
+    inits += ini
+    nodes.append(helper.make_node("Add", ["hq", "xq"], ["s"], name="add"))
+    nodes.append(helper.make_node("Relu", ["s"], ["r"], name="relu"))
+    node, ini = _quant("q_out", "r", "y", -1, 3, signed=False)
+    nodes.append(node)
+    inits += ini
+    return _save(path, nodes, inits, [1, n], [1, n])
+
+
+def mul_qonnx(path: Path) -> Path:
+    """x → Quant → Mul by 2 → Quant → y: QGraph accepts it, the folded backend does not map Mul."""
+    nodes, inits = [], []
+    node, ini = _quant("q_in", "x", "xq", -2, 4)
+    nodes.append(node)
+    inits += ini
+    inits.append(numpy_helper.from_array(np.array(2.0, np.float32), "two"))
+    nodes.append(helper.make_node("Mul", ["xq", "two"], ["m"], name="double"))
+    node, ini = _quant("q_out", "m", "y", -2, 4)
+    nodes.append(node)
+    inits += ini
+    return _save(path, nodes, inits, [1, 4], [1, 4])
+
+
+def random_inputs(graph, n: int = 48, seed: int = 0) -> np.ndarray:
+    """Raw inputs spanning the input quantizer's range and beyond (saturation) plus ties."""
+    from qpde.rtl import default_check_inputs
+
+    x = default_check_inputs(graph, n_random=n, seed=seed)
+    return x
+
+
+@pytest.fixture(scope="session")
+def folded_graphs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folded_graphs")
+    return {
+        "mlp": mlp_qonnx(root / "mlp.onnx", n=4, hidden=6, narrow_out=True),
+        "transpose": transpose_qonnx(root / "transpose.onnx"),
+        "residual": residual_qonnx(root / "residual.onnx"),
+        "mul": mul_qonnx(root / "mul.onnx"),
+    }

@@ -1,0 +1,115 @@
+"""Compiler, integer model, folding and elaboration of the folded backend (no Verilator: fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qpde import golden
+from qpde.backends.folded import build_dataflow, cycle_model, elaborate, optimize, validate
+from qpde.backends.folded import model as int_model
+from qpde.backends.folded.fold import Folding
+from qpde.errors import ConfigError, GraphError
+from qpde.qgraph import QGraph
+from tests.conftest import edge_inputs
+from tests.folded.conftest import random_inputs
+
+FOLDED = {"MatMul_0": {"pe": 2}, "MatMul_1": {"pe": 4, "simd": 2}, "MatMul_2": {"pe": 2, "simd": 4},
+          "MatMul_3": {"pe": 4, "simd": 8}, "MatMul_4": {"pe": 16, "simd": 8}, "Add_2": {"lanes": 2},
+          "MatMul_5": {"pe": 8, "simd": 4}, "MatMul_6": {"simd": 8}}
+
+
+@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
+def test_integer_model_equals_golden_on_tiny_fno(fno_l1_qonnx, scenario):
+    graph = QGraph(fno_l1_qonnx(scenario))
+    df = build_dataflow(graph)
+    assert [u.kind for u in df.units].count("mvau") == 7 and [u.kind for u in df.units].count("transpose") == 2
+    x = edge_inputs(graph)
+    want = golden.run(graph, x)
+    assert len(np.unique(want)) >= 8
+    assert np.array_equal(int_model.run_values(graph, df, x), want)
+    # the elaborated graph (forks, FIFOs, width converters) computes the same
+    assert np.array_equal(int_model.run_values(graph, elaborate(df, FOLDED), x), want)
+
+
+def test_integer_model_on_unit_graphs(folded_graphs):
+    for key in ("mlp", "transpose", "residual"):
+        graph = QGraph(folded_graphs[key])
+        df = build_dataflow(graph)
+        x = random_inputs(graph)
+        assert np.array_equal(int_model.run_values(graph, df, x), golden.run(graph, x)), key
+
+
+def test_mvau_parameters_from_types(folded_graphs):
+    """mlp: the bias (2^-9) is finer than the products (2^-4): floored to the products' LSB since a FLOOR
+    Quant at 2^-2 follows (the accumulator keeps no extra bits); ReLU raises the clip floor to 0."""
+    graph = QGraph(folded_graphs["mlp"])
+    mm1 = build_dataflow(graph).unit("mm1")
+    assert mm1.nodes == ["mm1", "bias1", "act1", "q_h"]
+    p = mm1.params
+    assert p["pshift"] == 0 and p["requant"].rshift == 2 and p["requant"].lo == 0 and p["requant"].hi == 15
+    bias = graph.consts["b1"] / 2.0**-4
+    assert np.array_equal(p["bias"].astype(np.int64), np.floor(bias).astype(np.int64))
+    x_max = 8  # 4-bit signed input codes
+    bound = max(int(np.abs(p["weights"][:, j]).sum()) * x_max + abs(int(p["bias"][j])) for j in range(6))
+    assert p["acc_w"] == max(bound.bit_length() + 1, p["w_width"] + 4 + 1)
+    out = build_dataflow(graph).unit("mm2").params["requant"]
+    assert (out.lo, out.hi) == (-7, 7)  # narrow signed output
+
+
+def test_transpose_and_shape_ops(folded_graphs):
+    df = build_dataflow(QGraph(folded_graphs["transpose"]))
+    assert [(u.kind, u.params.get("R"), u.params.get("C")) for u in df.units] == [("transpose", 6, 4), ("map", None, None)]
+
+
+def test_unsupported_op_is_refused_with_its_name(folded_graphs):
+    with pytest.raises(GraphError, match=r"'double' \(Mul\).*folded backend does not map Mul"):
+        build_dataflow(QGraph(folded_graphs["mul"]))
+
+
+def test_invalid_folding_names_the_layer(fno_l1_qonnx):
+    df = build_dataflow(QGraph(fno_l1_qonnx("w4a4")))
+    with pytest.raises(ConfigError, match=r"layer 'MatMul_2' \(mvau 16×8\): PE 3 does not divide its 8 outputs"):
+        validate(df, {"MatMul_2": {"pe": 3}})
+    with pytest.raises(ConfigError, match=r"layer 'MatMul_3' \(mvau 32×32\): SIMD 5 does not divide its 32 inputs"):
+        elaborate(df, {"MatMul_3": {"simd": 5}})
+    with pytest.raises(ConfigError, match=r"layer 'Add_2' \(add\): lanes 3"):
+        validate(df, {"Add_2": {"lanes": 3}})
+    with pytest.raises(ConfigError, match="unknown layers"):
+        validate(df, {"nope": {"pe": 1}})
+    with pytest.raises(ConfigError, match=r"'Transpose_0' \(transpose\): unknown folding keys"):
+        validate(df, {"Transpose_0": {"lanes": 2}})
+
+
+def test_cycle_model_and_optimizer(fno_l1_qonnx):
+    df = build_dataflow(QGraph(fno_l1_qonnx("w4a4")))
+    base = cycle_model(elaborate(df, {}))
+    assert base["MatMul_3"] == 32 * 32 and max(base.values()) == 1024  # the 32×32 spectral mix, one row
+    for target in (512, 128, 64):
+        f = optimize(df, target_ii=target)
+        assert f.target_met and f.ii_cycles <= target
+        assert max(cycle_model(elaborate(df, f.layers)).values()) == f.ii_cycles
+    # the transposes move one element per cycle: 64 cycles per field is the floor
+    f = optimize(df, target_ii=16)
+    assert not f.target_met and f.ii_cycles == 64 and "cannot be folded further" in f.note
+    # fields/s at a clock, and a multiplier budget
+    f = optimize(df, target_fps=1e6, clock_mhz=100)
+    assert f.target_met and f.ii_cycles <= 100
+    f = optimize(df, target_ii=64, max_pe_simd=20)
+    assert not f.target_met and "budget" in f.note
+    assert sum(v["pe"] * v["simd"] for v in f.layers.values() if "pe" in v) <= 20
+    assert Folding.from_json(f.to_json()) == f and json.loads(f.to_json())["layers"] == f.layers
+
+
+def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
+    """The residual branch of the FNO waits for two transposes (1 tensor each) and five MVAUs; the
+    one-row residual graph for one MVAU row (a whole tensor)."""
+    df = elaborate(build_dataflow(QGraph(fno_l1_qonnx("w4a4"))), {})
+    fifos = {u.name: u.params["depth"] for u in df.units if u.kind == "fifo"}
+    assert set(fifos) == {"fifo_Quant_11_out0_1", "fifo_Quant_12_out0_1"}
+    # input (16 elements): lags 1/16 + transposes 2 + MVAU rows 16/64, 32/32, 8/64, 4/64, 8/128 on the long path
+    assert fifos["fifo_Quant_11_out0_1"] >= 3 * 16 and fifos["fifo_Quant_12_out0_1"] >= 3 * 64
+    res = elaborate(build_dataflow(QGraph(folded_graphs["residual"])), {})
+    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [2 * 8 + 2]

@@ -1,0 +1,65 @@
+"""The folded designs in Verilator: every unit under random valid gaps and ready stalls, bit-exact
+with qpde.golden (the numpy reference), and the measured II equal to the cycle model's.
+
+II tolerance: none in the steady state. Every unit moves one beat per cycle (MVAU: one (fold, word)
+step per cycle, rows overlapped by the double buffer; transposes: ping-pong banks) and the FIFOs
+cover the fork lags, so after the pipeline fills, fields leave exactly every predicted_ii cycles;
+the measurement averages the second half of the fields, so we allow 1% for its end phase only.
+
+Each test builds one Verilator model (~20–40 s on 2 shared cores): all are marked slow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qpde import golden
+from qpde.backends.folded import build_folded, folded_verdict, lint
+from qpde.qgraph import QGraph
+from tests.conftest import edge_inputs
+from tests.folded.conftest import random_inputs
+from tests.folded.test_compile import FOLDED
+
+pytestmark = pytest.mark.slow
+
+
+def check(graph: QGraph, design, x, *, seed: int = 0) -> dict:
+    verdict = folded_verdict(graph, design, x, seed=seed)
+    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
+    assert abs(verdict["ii_cycles"] - design.predicted_ii) <= 0.01 * design.predicted_ii, verdict
+    assert lint(design).count("%Warning") == 0, lint(design)
+    return verdict
+
+
+@pytest.mark.parametrize("folding", [{}, {"mm1": {"pe": 3, "simd": 2}, "mm2": {"pe": 4, "simd": 3}},
+                                     {"mm1": {"pe": 6, "simd": 4}, "mm2": {"pe": 2}}])
+def test_mvau_bias_relu_narrow_saturation(folded_graphs, tmp_path, folding):
+    """mlp: MVAU + finer bias + ReLU + unsigned Quant, then MVAU + narrow signed Quant (saturates)."""
+    graph = QGraph(folded_graphs["mlp"])
+    design = build_folded(graph, tmp_path, folding)
+    x = random_inputs(graph)
+    check(graph, design, x, seed=len(folding))
+    y = golden.run(graph, x) / 2.0**design.output_type.exp
+    assert y.min() == -7 and y.max() == 7  # narrow range reached on both sides
+
+
+def test_transpose_and_requant(folded_graphs, tmp_path):
+    graph = QGraph(folded_graphs["transpose"])
+    check(graph, build_folded(graph, tmp_path), random_inputs(graph), seed=3)
+
+
+@pytest.mark.parametrize("folding", [{}, {"mm": {"pe": 2, "simd": 4}, "add": {"lanes": 2}}])
+def test_fork_fifo_add_with_different_exponents(folded_graphs, tmp_path, folding):
+    graph = QGraph(folded_graphs["residual"])
+    check(graph, build_folded(graph, tmp_path, folding), random_inputs(graph), seed=5)
+
+
+@pytest.mark.parametrize("scenario,folding", [("w4a4", {}), ("w4a4", FOLDED), ("w8a8", FOLDED)])
+def test_tiny_fno_end_to_end(fno_l1_qonnx, tmp_path, scenario, folding):
+    graph = QGraph(fno_l1_qonnx(scenario))
+    design = build_folded(graph, tmp_path, folding)
+    x = edge_inputs(graph)
+    verdict = check(graph, design, x, seed=7)
+    assert design.ii_cycles == design.predicted_ii == (1024 if not folding else 64)
+    assert 0 < verdict["latency_cycles"] < 4 * design.predicted_ii + 1000
