@@ -179,6 +179,29 @@ def test_run_with_rtl_backend_builds_verifies_synthesizes_and_places(tmp_path):
     assert "33-bit" in df.loc["burgers-fno-w8a32-r16"]["note"] and pd.isna(df.loc["burgers-fno-w8a32-r16"]["lut"])
 
 
+@pytest.mark.slow
+def test_run_with_folded_backend_two_foldings_verified_synthesized_placed(tmp_path):
+    """The folded backend in a sweep: one design per distinct folding of [folded] target_fps, each
+    bit-exact in Verilator (with stalls) on the whole test set, with measured II, Yosys xc7 counts,
+    ECP5 Fmax and a bitstream; fields/s = Fmax / measured II; one results.csv row per folding."""
+    config = tmp_path / "folded.toml"
+    config.write_text(TINY_SWEEP.format(scenarios=json.dumps(["fp32", "w4a4"]))
+                      + "\n[folded]\ntarget_fps = [100000.0, 1000000.0]\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(config), "--out", str(out), "--backends", "folded", "--executor", "serial"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "results.csv")
+    rows = df[df["backend"] == "folded"].sort_values("ii_cycles")
+    assert len(rows) == 2 and (rows["variant"] == "burgers-fno-w4a4-r16").all()
+    assert (rows["rtlsim_samples"] == 4).all() and (rows["rtlsim_mismatches"] == 0).all()
+    assert rows["ii_cycles"].tolist()[0] < rows["ii_cycles"].tolist()[1]  # the faster folding
+    assert (rows["lut"] > 100).all() and (rows["fmax_mhz"] > 10).all() and not rows["estimate"].astype(bool).any()
+    assert np.allclose(rows["fields_per_s"], rows["fmax_mhz"] * 1e6 / rows["ii_cycles"])
+    assert rows["folding"].str.contains("ΣPE·SIMD").all() and rows["note"].str.contains("measured").all()
+    designs = json.loads((out / "bitstreams" / "burgers-fno-w4a4-r16" / "folded.json").read_text())["designs"]
+    for design in designs:
+        assert open(out / design["bitstream"], "rb").read(64).find(b"LFE5U-85F") >= 0
+
 def test_every_embedded_config_loads_and_validates():
     from qpde.config import embedded_configs, load_config
 

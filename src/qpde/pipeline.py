@@ -461,6 +461,45 @@ class Sweep:
         cached(row_path, key, make)
         return json.loads(row_path.read_text())
 
+    # ---- open RTL, folded: stream units with PE×SIMD → Verilator (stalls) → Yosys → nextpnr-ecp5 -------
+    def folded(self, variant: Variant) -> dict:
+        """Folded streaming designs, one per distinct folding of [folded] target_fps, each proven
+        bit-exact by Verilator (random stalls) on the whole test set before Yosys and nextpnr-ecp5
+        measure it (qpde.backends.folded.flow). Rows in bitstreams/<id>/folded.json."""
+        from qpde.backends.folded.flow import run_folded
+        from qpde.qgraph import QGraph
+        from qpde.rtl import verilator_version
+
+        path = self.layout.bitstreams(variant) / "folded.json"
+        onnx_path = self.qonnx(variant)
+        key = fingerprint(self.train_key(variant), self.cfg.folded, verilator_version(), _folded_source_hash(),
+                          "folded")
+
+        def make():
+            start = time.perf_counter()
+            test, _ = self.split(variant.dataset, "test")
+            rows = run_folded(QGraph(onnx_path), self.layout.bitstreams(variant) / "folded",
+                              test.step_inputs(variant.resolution), self.cfg.folded)
+            for row in rows:
+                row["note"] = row["note"] and portable(row["note"], self.layout.root)
+                row["bitstream"] = row.get("bitstream") and portable(str(row["bitstream"]), self.layout.root)
+            _write_json(path, {"designs": rows})
+            self.times.add("folded", start)
+
+        cached(path, key, make)
+        return json.loads(path.read_text())
+
+
+def _folded_source_hash() -> str:
+    """Hash of the folded backend's Verilog and generators: a changed unit rebuilds its designs."""
+    import qpde.backends.folded as folded
+
+    digest = hashlib.sha256()
+    root = Path(folded.__file__).parent
+    for source in sorted([*root.glob("*.py"), *root.glob("hdl/*.v")]):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
 
 EXECUTORS = ("serial", "local", "ray")
 
@@ -517,7 +556,7 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
         error.write_text(problem.reason)
         return {"times": dict(sweep.times.seconds), "problems": [dataclasses.asdict(problem)]}
     if not parse_scenario(variant.scenario).is_float:
-        stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "finn": sweep.finn}
+        stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "folded": sweep.folded, "finn": sweep.finn}
         for backend in backends:
             if announce:
                 announce(variant, backend)

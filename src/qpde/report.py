@@ -27,7 +27,7 @@ COLUMNS = [
     "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
     "estimate", "note",
 ]
-HARDWARE_BACKENDS = ("hls4ml", "rtl", "finn")
+HARDWARE_BACKENDS = ("hls4ml", "rtl", "folded", "finn")
 # Counts that are integers by definition: nullable Int64 keeps "not run" empty instead of 120.0.
 INTEGER_COLUMNS = ["w_bits", "a_bits", "resolution", "params", "macs", "bops", "macs_dense", "bops_dense",
                    "csim_samples", "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples",
@@ -88,6 +88,10 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
             row["note"] = "C-sim only: vendor tools (vitis-run/vitis_hls, vivado) not run"
         if error.is_file():
             row["note"] = error.read_text().strip()
+        if hardware and "designs" in hardware and not error.is_file():  # the folded backend: a row per folding
+            rows += [{**base, "backend": backend, **{k: v for k, v in design.items() if k in COLUMNS}}
+                     for design in hardware["designs"]]
+            continue
         rows.append(row)
     return rows
 

@@ -301,9 +301,12 @@ def ecp5_stat_luts(cells: dict[str, int]) -> int:
 
 def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100,
              router: str | None = None, seed: int = 1, timeout_s: float = NEXTPNR_TIMEOUT_S,
-             synth_timeout_s: float = YOSYS_TIMEOUT_S) -> dict:
+             synth_timeout_s: float = YOSYS_TIMEOUT_S, stream_top: bool = False) -> dict:
     """Synthesize (synth_ecp5), place and route (nextpnr-ecp5) and pack (ecppack) the wrapped core.
 
+    `stream_top`: the design's own top is placed as it is (a folded streaming design: its narrow
+    valid/ready ports fit package pins, and its memories are left for Yosys to map to block RAM)
+    instead of da4ml's wide-bus core in the shift-register/XOR-fold wrapper.
     A design larger than the part returns a result with `note` "does not fit: …" (no exception),
     so a sweep goes on.
     Timing failures are reported as a lower fmax_mhz, not an error."""
@@ -315,23 +318,29 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
     nextpnr_version = _short_version(tool_version([nextpnr]))
     target = f"ecp5-lfe5u-{device}-{package.lower()}"
     result = _base_result(design, f"{tool}+nextpnr-ecp5", f"yosys {yosys_version}; nextpnr {nextpnr_version}", target)
-    result["wrapper"] = (f"serial-in shift register ({design.input_width} FF) → core → {min(OUT_FOLD, design.output_width)}"
-                         f"-bit XOR fold of the {design.output_width}-bit output (registered); figures include it")
     times: dict[str, float] = {}
-
-    wrapper = out_dir / f"{WRAPPER_NAME}.v"
-    wrapper.write_text(pnr_wrapper(design))
     netlist = out_dir / "synth_ecp5.json"
-    sources = _stage_sources(design, out_dir) + [wrapper.name]
-    script = [f"read_verilog -defer {' '.join(sources)}", f"hierarchy -check -top {WRAPPER_NAME}"]
-    if _has_tables(design):
+    sources = _stage_sources(design, out_dir)
+    if stream_top:
+        top = design.name
+        result["wrapper"] = "none: the streaming top's ports are placed on package pins"
+    else:
+        top = WRAPPER_NAME
+        result["wrapper"] = (f"serial-in shift register ({design.input_width} FF) → core → "
+                             f"{min(OUT_FOLD, design.output_width)}-bit XOR fold of the {design.output_width}-bit "
+                             "output (registered); figures include it")
+        wrapper = out_dir / f"{WRAPPER_NAME}.v"
+        wrapper.write_text(pnr_wrapper(design))
+        sources.append(wrapper.name)
+    script = [f"read_verilog -defer {' '.join(sources)}", f"hierarchy -check -top {top}"]
+    if _has_tables(design) and not stream_top:
         script += ["proc", "flatten", "memory -nomap", "memory_map"]
-    script += [f"synth_ecp5 -top {WRAPPER_NAME} -json {netlist.name}", "tee -q -o stat_ecp5.json stat -json"]
+    script += [f"synth_ecp5 -top {top} -json {netlist.name}", "tee -q -o stat_ecp5.json stat -json"]
     ys = out_dir / "synth_ecp5.ys"
     ys.write_text("\n".join(script) + "\n")
     times["synth_ecp5"] = _run(cmd + ["-s", ys.name], out_dir, out_dir / "synth_ecp5.log", synth_timeout_s, tool,
                                "use a smaller model")
-    cells = parse_stat_json((out_dir / "stat_ecp5.json").read_text(), WRAPPER_NAME)
+    cells = parse_stat_json((out_dir / "stat_ecp5.json").read_text(), top)
     luts = ecp5_stat_luts(cells)
     capacity = ECP5_LUTS.get(device)
     result["synth_lut4"] = luts

@@ -1,0 +1,93 @@
+"""The folded backend's flow for one variant: fold → build → prove exact → synthesize → place.
+
+For every target throughput of `[folded] target_fps` the optimizer picks a folding; designs are
+built once per distinct folding. Each is run in Verilator on the whole test set (random stalls,
+then none: latency and II measured) and must equal the golden bit for bit before anything is
+synthesized; a mismatch raises MismatchError, so the variant fails and no figure of it is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from qpde.backends.folded.fold import Folding, optimize
+from qpde.backends.folded.graph import build_dataflow
+from qpde.backends.folded.sim import build_folded, folded_verdict
+from qpde.backends.folded.synth import synth_folded
+from qpde.config import FoldedConfig
+from qpde.errors import MismatchError
+from qpde.qgraph import QGraph
+
+log = logging.getLogger(__name__)
+
+
+def folding_label(folding: Folding) -> str:
+    """What results.csv says of a folding: the cycle model's II, the multiplier count, the bottleneck."""
+    pe_simd = sum(p["pe"] * p["simd"] for p in folding.layers.values() if "pe" in p)
+    return f"II {folding.ii_cycles} (model), ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}"
+
+
+def foldings(graph: QGraph, cfg: FoldedConfig) -> list[tuple[float, Folding]]:
+    """(target, folding) per target fields/s, without repeats (two targets can give one folding)."""
+    df = build_dataflow(graph)
+    chosen, seen = [], set()
+    for target in sorted(cfg.target_fps):
+        folding = optimize(df, target_fps=target, clock_mhz=cfg.clock_mhz, max_pe_simd=cfg.max_pe_simd)
+        key = tuple(sorted((k, tuple(sorted(v.items()))) for k, v in folding.layers.items()))
+        if key not in seen:
+            seen.add(key)
+            chosen.append((target, folding))
+    return chosen
+
+
+def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -> list[dict]:
+    """One joined-table row per distinct folding (see the module doc)."""
+    from qpde.synth import pnr_ecp5
+
+    rows = []
+    for target, folding in foldings(graph, cfg):
+        folder = Path(out_dir) / f"ii{folding.ii_cycles}"
+        design = build_folded(graph, folder, folding.layers)
+        verdict = folded_verdict(graph, design, x)
+        if verdict["mismatching_samples"]:
+            raise MismatchError(
+                f"folded design {folder.name}: Verilator differs from the golden on {verdict['mismatching_samples']}/"
+                f"{verdict['samples']} samples (first: sample {verdict['first_mismatch']}); not synthesized")
+        met = "met" if folding.target_met else f"not met ({folding.note})"
+        row = synth_folded(design, folder / f"synth_{cfg.xilinx_family}", target=cfg.xilinx_family)
+        row = {k: v for k, v in row.items() if k not in ("cells", "tool_version_full")}
+        row.update(
+            folding=folding_label(folding), rtlsim_samples=verdict["samples"],
+            rtlsim_mismatches=verdict["mismatching_samples"], latency_cycles=verdict["latency_cycles"],
+            ii_cycles=round(verdict["ii_cycles"]), design=folder.name, target_fps=target,
+            note=f"target {target:,.0f} fields/s at {cfg.clock_mhz:g} MHz {met}; latency and II measured in "
+                 "Verilator",
+        )
+        if cfg.pnr:
+            _place(design, folder, cfg, row, pnr_ecp5)
+        rows.append(row)
+        log.info("folded %s: %s LUTs, II %s cycles", folder.name, row.get("lut"), row["ii_cycles"])
+    return rows
+
+
+def _place(design, folder: Path, cfg: FoldedConfig, row: dict, pnr_ecp5) -> None:
+    """ECP5 synthesis, place and route and bitstream, within [folded] pnr_max_lut."""
+    ecp5 = synth_folded(design, folder / "synth_ecp5", target="ecp5")
+    if ecp5["lut"] > cfg.pnr_max_lut:
+        row["note"] += (f"; P&R not run: {ecp5['lut']} ECP5 LUT4s > [folded] pnr_max_lut {cfg.pnr_max_lut} "
+                        "(raise it to place and route)")
+        row["ecp5_synth_lut4"] = ecp5["lut"]
+        return
+    placed = pnr_ecp5(design, folder / "pnr_ecp5", device=cfg.ecp5_device, package=cfg.ecp5_package,
+                      freq_mhz=cfg.clock_mhz, stream_top=True)
+    row.update(
+        tool=f"{row['tool']} + nextpnr-ecp5", tool_version=placed["tool_version"],
+        target=f"{row['target']} (LUT/FF/CARRY/DSP/BRAM); {placed['target']} (Fmax, bitstream)",
+        fmax_mhz=placed["fmax_mhz"], fields_per_s=placed["fields_per_s"], bitstream=placed["bitstream"],
+        ecp5_lut=placed["lut"], ecp5_ff=placed["ff"], ecp5_bram=placed["bram"], ecp5_synth_lut4=ecp5["lut"],
+    )
+    if placed["note"]:
+        row["note"] += f"; {placed['note']}"
