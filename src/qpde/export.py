@@ -14,7 +14,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.cleanup import cleanup_model
 
 from qpde.errors import GraphError
-from qpde.passes import GemmToMatMulAdd
+from qpde.passes import GemmToMatMulAdd, round_half_up_to_floor
 from qpde.qgraph import QGraph
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def export_model(model: torch.nn.Module, n_inputs: int, path: Path) -> Path:
     clean = cleanup_model(ModelWrapper(str(raw)))
     clean = clean.transform(GemmToMatMulAdd())
     clean = cleanup_model(clean)
+    # Round-half-up activations (qpde.quant.RoundActQuant) → FLOOR Quants with half an LSB added.
+    clean = cleanup_model(round_half_up_to_floor(clean))
     QGraph(clean)  # refuse unsupported graphs before anything is written
     tmp = path.with_suffix(".tmp.onnx")
     clean.save(str(tmp))
