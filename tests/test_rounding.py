@@ -163,9 +163,12 @@ def test_dead_relu_gets_a_floored_scale_and_the_variant_exports(tmp_path):
     calibrated(model, TINY_N)
     assert float(model.proj_act.act_quant.scale()) == min_scale(8) == 2.0**-24
     path = export_model(model, TINY_N, tmp_path / "dead.qonnx.onnx")
-    graph = QGraph(path)
-    assert_golden_equals_brevitas_and_qonnx(model, path, stride=11)
-    assert np.all(golden.run(graph, edge_inputs(graph))[:, :] == golden.run(graph, edge_inputs(graph)))
+    graph = QGraph(path)  # checks every accumulator < 2^53
+    x = edge_inputs(graph)
+    with torch.no_grad():
+        brevitas = model(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
+    # The dead ReLU's outputs are exact zeros, so the values Brevitas sums in float32 are exact.
+    assert np.array_equal(golden.run(graph, x), brevitas)
 
 
 def test_input_quantizer_is_floor_even_in_round_mode():

@@ -63,6 +63,8 @@ def run(
     executor: Annotated[str, typer.Option(help="serial, local (process pool) or ray.")] = "local",
     workers: Annotated[int | None, typer.Option(help="Processes for --executor local (default: cores).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="Training device: auto (CUDA when available), cpu or cuda; overrides [train] device.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report."""
@@ -74,6 +76,13 @@ def run(
         load_config(config), datasets=datasets, archs=archs, scenarios=scenarios, resolutions=resolutions,
         backends=backends,
     )
+    if device is not None:
+        import dataclasses
+
+        from qpde.config import validate
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device))
+        validate(cfg, "--device")
     start = time.perf_counter()
 
     def announce(variant, stage):

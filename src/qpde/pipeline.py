@@ -155,7 +155,7 @@ class Sweep:
                            __version__)
         if parse_scenario(variant.scenario).is_float:
             return base
-        return fingerprint(base, variant.scenario)
+        return fingerprint(base, variant.scenario, self.cfg.quant)
 
     def checkpoint(self, variant: Variant) -> Path:
         from qpde.task import SPATIAL_NDIM
@@ -172,6 +172,7 @@ class Sweep:
             train_variant(
                 variant, self.shape(variant), self.cfg.train, train.pairs(variant.resolution),
                 val.pairs(variant.resolution), path, float_ckpt, ndim=SPATIAL_NDIM[variant.dataset],
+                quant=dataclasses.asdict(self.cfg.quant),
             )
             self.times.add("train" if float_ckpt is None else "qat", start)
 
@@ -226,6 +227,9 @@ class Sweep:
                 predict = lambda x: golden.run(graph, x)  # noqa: E731
                 evaluator = "golden-exact"
             result = {**evaluate(predict, test, variant.resolution), **total_cost(model, spec), "evaluator": evaluator}
+            if not spec.is_float:
+                qspec = spec.with_options(self.cfg.quant.rounding, self.cfg.quant.state_bits)
+                result.update(rounding=qspec.rounding, state_bits=qspec.state_width)
             _write_json(path, result)
             self.times.add("evaluate", start)
 
@@ -410,10 +414,32 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
     return sweep.times.seconds
 
 
-def _variant_job(cfg: SweepConfig, root: str, variant_id: str) -> dict[str, float]:
+MARKER = ".qpde-out-marker"  # written by the driver in --out; a Ray worker must see it (shared file system)
+# A Ray task trains, exports and simulates one variant; while training on CUDA it asks Ray for this
+# share of a GPU, so a few QAT jobs share one GPU (Brevitas' calibration steps are heavy on it).
+GPU_SHARE_PER_TASK = 0.25
+
+
+def _check_shared_root(root: str, token: str | None) -> None:
+    """Refuse to run when this worker does not see the driver's --out folder (Ray on a cluster
+    without a file system shared at the same path): artifacts would land on the wrong machine."""
+    if token is None:
+        return
+    marker = Path(root) / MARKER
+    seen = marker.read_text().strip() if marker.is_file() else None
+    if seen != token:
+        import socket
+
+        raise ConfigError(f"Ray worker on {socket.gethostname()} does not see the driver's --out folder {root} "
+                          f"({MARKER} {'differs' if seen else 'missing'}): --executor ray needs --out on a file "
+                          "system shared at the same path on every node")
+
+
+def _variant_job(cfg: SweepConfig, root: str, variant_id: str, token: str | None = None) -> dict[str, float]:
     """Entry point of a worker process or Ray task: one variant, one thread (workers share cores)."""
     import torch
 
+    _check_shared_root(root, token)
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     return run_variant(Sweep(cfg, Path(root)), Variant.parse(variant_id), cfg.backends)
@@ -438,6 +464,10 @@ def run_sweep(
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     root = Path(root)
+    if executor != "ray":  # `--device cuda` without a GPU fails here, before any training (Ray: on the worker)
+        from qpde.train import resolve_device
+
+        resolve_device(cfg.train.device)
     sweep = Sweep(cfg, root)
     variants = cfg.variants()
     for variant in sorted({Variant(v.dataset, v.arch, "fp32", v.resolution) for v in variants}):
@@ -475,7 +505,18 @@ def _run_parallel(cfg, root, variants, executor, workers, ray_address, on_varian
         import ray
     except ImportError as exc:
         raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from exc
+    import secrets
+
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-    job = ray.remote(num_cpus=1)(_variant_job)
-    # Ray workers must see the same artifact folder: a shared file system on a real cluster.
-    return ray.get([job.remote(cfg, str(root.resolve()), vid) for vid in ids])
+    # Training on CUDA ("cuda", or "auto" on a cluster with GPUs): each task asks for a GPU share.
+    gpus = ray.cluster_resources().get("GPU", 0) if cfg.train.device != "cpu" else 0
+    if cfg.train.device == "cuda" and not gpus:
+        raise ConfigError("--device cuda: the Ray cluster has no GPU resources")
+    job = ray.remote(num_cpus=1, num_gpus=GPU_SHARE_PER_TASK if gpus else 0)(_variant_job)
+    # Ray workers must see the same artifact folder: a shared file system on a real cluster. The
+    # marker proves it (a worker that cannot read it refuses with a clear error).
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    (root / MARKER).write_text(token)
+    return ray.get([job.remote(cfg, str(root), vid, token) for vid in ids])

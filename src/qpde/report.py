@@ -21,7 +21,7 @@ from qpde.quant import parse_scenario  # noqa: E402
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "variant", "dataset", "arch", "w_bits", "a_bits", "resolution", "params", "macs", "bops", "nrmse",
+    "variant", "dataset", "arch", "w_bits", "a_bits", "state_bits", "rounding", "resolution", "params", "macs", "bops", "nrmse",
     "mse", "rollout_nrmse", "backend", "tool", "tool_version", "target", "lut", "ff", "dsp", "bram",
     "carry", "latency_cycles", "ii_cycles", "fmax_mhz", "fields_per_s", "csim_samples",
     "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
@@ -29,7 +29,7 @@ COLUMNS = [
 ]
 HARDWARE_BACKENDS = ("hls4ml", "rtl", "finn")
 # Counts that are integers by definition: nullable Int64 keeps "not run" empty instead of 120.0.
-INTEGER_COLUMNS = ["w_bits", "a_bits", "resolution", "params", "macs", "bops", "csim_samples", "csim_mismatches",
+INTEGER_COLUMNS = ["w_bits", "a_bits", "state_bits", "resolution", "params", "macs", "bops", "csim_samples", "csim_mismatches",
                    "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches"]
 
 
@@ -54,7 +54,8 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
         return [{**base, "backend": "none", "note": failed.read_text().strip()}]
     if metrics is None:
         return []
-    base.update({k: metrics.get(k) for k in ("params", "macs", "bops", "nrmse", "mse", "rollout_nrmse")})
+    base.update({k: metrics.get(k) for k in ("params", "macs", "bops", "nrmse", "mse", "rollout_nrmse",
+                                             "state_bits", "rounding")})
     if spec.is_float:
         return [{**base, "backend": "pytorch", "tool": "torch", "note": "float reference"}]
     rows = []
