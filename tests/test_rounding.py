@@ -175,3 +175,30 @@ def test_input_quantizer_is_floor_even_in_round_mode():
     spec = parse_scenario("w4a8").with_options("round", 16)
     assert act_kwargs(spec, signed=True, state=True, host=True)["act_quant"].__name__ == "ActQuant"
     assert act_kwargs(spec, signed=True)["act_quant"] is RoundActQuant
+
+
+def _channel_fno(scenario: str, seed: int = 0) -> FNO1d:
+    torch.manual_seed(seed)
+    spec = parse_scenario(scenario).with_options("round", 16, "channel")
+    model = FNO1d(TINY_N, TINY, spec)
+    with torch.no_grad():  # output channels of very different sizes: per-channel scales differ
+        model.layers[0].skip.weight.mul_(torch.tensor([1.0, 0.1, 0.02, 0.5])[:, None])
+    return calibrated(model, TINY_N)
+
+
+@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
+def test_per_channel_weight_scales_are_exact(scenario, tmp_path):
+    """Per-output-channel power-of-two weight scales: folded exactly by QGraph, the export equals
+    Brevitas and QONNX, and C-sim (w4a4) and the da4ml trace equal the golden."""
+    from qpde.rtl.trace import predict, trace_graph
+
+    model = _channel_fno(scenario)
+    scales = model.layers[0].skip.quant_weight().scale.detach().ravel()
+    assert len(set(scales.tolist())) > 1
+    path = export_model(model, TINY_N, tmp_path / f"{scenario}.qonnx.onnx")
+    assert_golden_equals_brevitas_and_qonnx(model, path, stride=7)
+    graph = QGraph(path)
+    x = edge_inputs(graph, n_random=64)
+    assert np.array_equal(predict(graph, trace_graph(graph), x), golden.run(graph, x))
+    if scenario == "w4a4":
+        assert_csim_exact(graph, tmp_path / "hls", x)

@@ -60,6 +60,7 @@ class QuantConfig:
 
     rounding: str = "round"
     state_bits: int | None = DEFAULT_STATE_BITS
+    weight_scaling: str = "tensor"  # or "channel": a power-of-two scale per output channel (exact everywhere)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
     for scenario in cfg.scenarios:
         parse_scenario(scenario)
     try:
-        check_quant_options(cfg.quant.rounding, cfg.quant.state_bits)
+        check_quant_options(cfg.quant.rounding, cfg.quant.state_bits, cfg.quant.weight_scaling)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if cfg.train.device not in DEVICES:

@@ -228,7 +228,7 @@ class Sweep:
                 evaluator = "golden-exact"
             result = {**evaluate(predict, test, variant.resolution), **total_cost(model, spec), "evaluator": evaluator}
             if not spec.is_float:
-                qspec = spec.with_options(self.cfg.quant.rounding, self.cfg.quant.state_bits)
+                qspec = spec.with_options(**dataclasses.asdict(self.cfg.quant))
                 result.update(rounding=qspec.rounding, state_bits=qspec.state_width)
             _write_json(path, result)
             self.times.add("evaluate", start)

@@ -37,6 +37,7 @@ _PATTERN = re.compile(r"^w(\d{1,2})a(\d{1,2})$")
 # Biases get their own power-of-two scale and this many bits: wide enough that bias rounding
 # never dominates, narrow enough that accumulators stay far below float64's 53-bit mantissa.
 BIAS_BITS = 16
+WEIGHT_SCALINGS = ("tensor", "channel")  # one power-of-two weight scale per tensor, or per output channel
 ROUNDINGS = ("round", "floor")  # activation rounding: round half up (exported exactly as FLOOR + s/2), FLOOR
 DEFAULT_STATE_BITS = 16
 
@@ -50,6 +51,7 @@ class QuantSpec:
     a_bits: int | None
     rounding: str = "floor"  # activation rounding: "round" (half up) or "floor"
     state_bits: int | None = None  # width of the state quantizers (input, increment, output); None: a_bits
+    weight_scaling: str = "tensor"  # "tensor" or "channel" (one power-of-two scale per output channel)
 
     @property
     def is_float(self) -> bool:
@@ -62,10 +64,11 @@ class QuantSpec:
             return None
         return max(self.a_bits, self.state_bits or self.a_bits)
 
-    def with_options(self, rounding: str = "floor", state_bits: int | None = None) -> QuantSpec:
-        """The same scenario with a rounding and a state width (checked)."""
-        check_quant_options(rounding, state_bits)
-        return QuantSpec(self.name, self.w_bits, self.a_bits, rounding, state_bits)
+    def with_options(self, rounding: str = "floor", state_bits: int | None = None,
+                     weight_scaling: str = "tensor") -> QuantSpec:
+        """The same scenario with a rounding, a state width and a weight scaling (checked)."""
+        check_quant_options(rounding, state_bits, weight_scaling)
+        return QuantSpec(self.name, self.w_bits, self.a_bits, rounding, state_bits, weight_scaling)
 
     @property
     def cost_bits(self) -> tuple[int, int]:
@@ -86,7 +89,9 @@ def parse_scenario(name: str) -> QuantSpec:
     return QuantSpec(name, w_bits, a_bits)
 
 
-def check_quant_options(rounding: str, state_bits: int | None) -> None:
+def check_quant_options(rounding: str, state_bits: int | None, weight_scaling: str = "tensor") -> None:
+    if weight_scaling not in WEIGHT_SCALINGS:
+        raise ConfigError(f"[quant] weight_scaling {weight_scaling!r}: use one of {', '.join(WEIGHT_SCALINGS)}")
     if rounding not in ROUNDINGS:
         raise ConfigError(f"[quant] rounding {rounding!r}: use one of {', '.join(ROUNDINGS)}")
     if state_bits is not None and (isinstance(state_bits, bool) or not isinstance(state_bits, int)
@@ -98,6 +103,12 @@ def check_quant_options(rounding: str, state_bits: int | None) -> None:
 
 class WeightQuant(Int8WeightPerTensorFixedPoint):
     """Signed, narrow range, per-tensor power-of-two scale from max |w|, round to nearest."""
+
+
+class ChannelWeightQuant(WeightQuant):
+    """The same with one power-of-two scale per output channel (QGraph folds it exactly)."""
+
+    scaling_per_output_channel = True
 
 
 # Brevitas clamps scales at 1e-10 *after* the power-of-two restriction, which yields a scale that is
@@ -169,7 +180,8 @@ def linear_kwargs(spec: QuantSpec, *, bias: bool) -> dict:
     """Keyword arguments for brevitas.nn.QuantLinear under a scenario."""
     if spec.is_float:
         return {"weight_quant": None, "bias_quant": None}
-    kwargs = {"weight_quant": WeightQuant, "weight_bit_width": spec.w_bits}
+    weight_quant = ChannelWeightQuant if spec.weight_scaling == "channel" else WeightQuant
+    kwargs = {"weight_quant": weight_quant, "weight_bit_width": spec.w_bits}
     kwargs["bias_quant"] = BiasQuant if bias else None
     return kwargs
 
