@@ -82,6 +82,8 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,
     wait: Annotated[bool, typer.Option(
         "--wait", help="If another qpde process holds --out, wait for it instead of refusing.")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="Training device: auto (CUDA when available), cpu or cuda; overrides [train] device.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report.
@@ -98,6 +100,13 @@ def run(
         load_config(config), datasets=datasets, archs=archs, scenarios=scenarios, resolutions=resolutions,
         backends=backends,
     )
+    if device is not None:
+        import dataclasses
+
+        from qpde.config import validate
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device))
+        validate(cfg, "--device")
     start = time.perf_counter()
     problems: list[Problem] = []
     with locked(out, wait=wait), SweepProgress(console, cfg.variants(), cfg.backends) as progress:

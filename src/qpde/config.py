@@ -18,7 +18,7 @@ from qpde.errors import ConfigError
 from qpde.models.fno import FNOConfig
 from qpde.models.transformer import TransformerConfig
 from qpde.models.unet import UNetConfig
-from qpde.quant import parse_scenario
+from qpde.quant import DEFAULT_STATE_BITS, check_quant_options, parse_scenario
 
 ARCHS = ("fno", "unet", "transformer")
 BACKENDS = ("hls4ml", "rtl", "folded", "finn")
@@ -47,6 +47,24 @@ class TrainConfig:
     lr: float = 3e-3
     qat_lr: float = 1e-3
     seed: int = 0
+    device: str = "auto"  # auto (CUDA when available), cpu or cuda; checkpoints are always saved on the CPU
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Activation rounding and the solver state's width (docs/design-notes.md).
+
+    rounding: "round" (half up; exported as FLOOR Quants with half an LSB added, exact in every
+    backend) or "floor". state_bits: width of the model input, the increment added back to it and
+    the model output (the state a rollout carries), separate from the scenario's activation bits
+    (a scenario wXaY names the weights and the internal activations); never narrower than aY."""
+
+    rounding: str = "round"
+    state_bits: int | None = DEFAULT_STATE_BITS
+    weight_scaling: str = "tensor"  # or "channel": a power-of-two scale per output channel (exact everywhere)
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,7 @@ class SweepConfig:
     unet: UNetConfig = UNetConfig()
     transformer: TransformerConfig = TransformerConfig()
     train: TrainConfig = TrainConfig()
+    quant: QuantConfig = QuantConfig()
     hls: HLSConfig = HLSConfig()
     finn: FINNConfig = FINNConfig()
     rtl: RTLConfig = RTLConfig()
@@ -249,6 +268,7 @@ def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
         "unet": _build(UNetConfig, raw.pop("unet", {}), f"{where} [unet]"),
         "transformer": _build(TransformerConfig, raw.pop("transformer", {}), f"{where} [transformer]"),
         "train": _build(TrainConfig, raw.pop("train", {}), f"{where} [train]"),
+        "quant": _build(QuantConfig, raw.pop("quant", {}), f"{where} [quant]"),
         "hls": _build(HLSConfig, raw.pop("hls", {}), f"{where} [hls]"),
         "finn": _build(FINNConfig, raw.pop("finn", {}), f"{where} [finn]"),
         "rtl": _build(RTLConfig, raw.pop("rtl", {}), f"{where} [rtl]"),
@@ -277,6 +297,12 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
         parse_scenario(scenario)
     for dataset, data in cfg.data.items():
         _validate_data(dataset, data, where)
+    try:
+        check_quant_options(cfg.quant.rounding, cfg.quant.state_bits, cfg.quant.weight_scaling)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if cfg.train.device not in DEVICES:
+        raise ConfigError(f"{where}: [train] device {cfg.train.device!r}: use one of {', '.join(DEVICES)}")
     for dataset in cfg.datasets:
         data = cfg.data_for(dataset)
         above = [r for r in cfg.resolutions_for(dataset) if r > data.resolution]

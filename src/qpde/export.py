@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 from brevitas.export import export_qonnx
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.cleanup import cleanup_model
 
 from qpde.errors import GraphError
 from qpde.ingest import clean_model
+from qpde.passes import round_half_up_to_floor
 from qpde.qgraph import QGraph
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ def export_model(model: torch.nn.Module, n_inputs: int, path: Path) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         export_qonnx(model, torch.zeros(1, n_inputs), str(raw))
     clean = clean_model(ModelWrapper(str(raw)))  # the passes every user file gets too (ingest.py)
+    # Round-half-up activations (qpde.quant.RoundActQuant) → FLOOR Quants with half an LSB added.
+    clean = cleanup_model(round_half_up_to_floor(clean))
     QGraph(clean)  # refuse unsupported graphs before anything is written
     tmp = path.with_suffix(".tmp.onnx")
     clean.save(str(tmp))

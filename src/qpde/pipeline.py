@@ -222,7 +222,7 @@ class Sweep:
                            __version__)
         if parse_scenario(variant.scenario).is_float:
             return base
-        return fingerprint(base, variant.scenario)
+        return fingerprint(base, variant.scenario, self.cfg.quant)
 
     def checkpoint(self, variant: Variant) -> Path:
         from qpde.task import SPATIAL_NDIM
@@ -239,6 +239,7 @@ class Sweep:
             train_variant(
                 variant, self.shape(variant), self.cfg.train, train.pairs(variant.resolution),
                 val.pairs(variant.resolution), path, float_ckpt, ndim=SPATIAL_NDIM[variant.dataset],
+                quant=dataclasses.asdict(self.cfg.quant),
             )
             self.times.add("train" if float_ckpt is None else "qat", start)
 
@@ -297,6 +298,9 @@ class Sweep:
             if onnx_path is not None:
                 cost.update(graph_cost(graph))
             result = {**evaluate(predict, test, variant.resolution), **cost, "evaluator": evaluator}
+            if not spec.is_float:
+                qspec = spec.with_options(**dataclasses.asdict(self.cfg.quant))
+                result.update(rounding=qspec.rounding, state_bits=qspec.state_width)
             _write_json(path, result)
             self.times.add("evaluate", start)
 
@@ -575,11 +579,34 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
     return {"times": dict(sweep.times.seconds), "problems": [dataclasses.asdict(p) for p in problems]}
 
 
-def _variant_job(cfg: SweepConfig, root: str, variant_id: str, stages=None) -> dict:
+MARKER = ".qpde-out-marker"  # written by the driver in --out; a Ray worker must see it (shared file system)
+# A Ray task trains, exports and simulates one variant; while training on CUDA it asks Ray for this
+# share of a GPU, so a few QAT jobs share one GPU (Brevitas' calibration steps are heavy on it).
+GPU_SHARE_PER_TASK = 0.25
+
+
+def _check_shared_root(root: str, token: str | None) -> None:
+    """Refuse to run when this worker does not see the driver's --out folder (Ray on a cluster
+    without a file system shared at the same path): artifacts would land on the wrong machine."""
+    if token is None:
+        return
+    marker = Path(root) / MARKER
+    seen = marker.read_text().strip() if marker.is_file() else None
+    if seen != token:
+        import socket
+
+        raise ConfigError(f"Ray worker on {socket.gethostname()} does not see the driver's --out folder {root} "
+                          f"({MARKER} {'differs' if seen else 'missing'}): --executor ray needs --out on a file "
+                          "system shared at the same path on every node")
+
+
+def _variant_job(cfg: SweepConfig, root: str, variant_id: str, stages=None, token: str | None = None) -> dict:
     """Entry point of a worker process or Ray task: one variant, one thread (workers share cores).
-    `stages`, when given, is a queue that receives (variant id, stage) as each stage starts."""
+    `stages`, when given, is a queue that receives (variant id, stage) as each stage starts; `token`
+    (Ray) must match the driver's marker in --out."""
     import torch
 
+    _check_shared_root(root, token)
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     if stages is not None:  # the parent shows a live display: keep this worker's own bars off the terminal
@@ -661,6 +688,10 @@ def run_sweep(
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     root = Path(root)
+    if executor != "ray":  # `--device cuda` without a GPU fails here, before any training (Ray: on the worker)
+        from qpde.train import resolve_device
+
+        resolve_device(cfg.train.device)
     sweep = Sweep(cfg, root)
     variants = cfg.variants()
     check_inputs(cfg, sweep)
@@ -818,10 +849,21 @@ def _run_ray(cfg, root, ids, ray_address, job) -> dict[str, dict]:
         import ray
     except ImportError as exc:
         raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from exc
+    import secrets
+
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(job)
-    # Ray workers must see the same artifact folder: a shared file system on a real cluster.
-    refs = {vid: remote.remote(cfg, str(Path(root).resolve()), vid) for vid in ids}
+    # Training on CUDA ("cuda", or "auto" on a cluster with GPUs): each task asks for a GPU share.
+    gpus = ray.cluster_resources().get("GPU", 0) if cfg.train.device != "cpu" else 0
+    if cfg.train.device == "cuda" and not gpus:
+        raise ConfigError("--device cuda: the Ray cluster has no GPU resources")
+    remote = ray.remote(num_cpus=1, num_gpus=GPU_SHARE_PER_TASK if gpus else 0)(job)
+    # Ray workers must see the same artifact folder: a shared file system on a real cluster. The
+    # marker proves it (a worker that cannot read it refuses with a clear error).
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    (root / MARKER).write_text(token)
+    refs = {vid: remote.remote(cfg, str(root), vid, None, token) for vid in ids}
     results = {}
     for vid, ref in refs.items():
         try:

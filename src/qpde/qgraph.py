@@ -150,7 +150,9 @@ class QGraph:
 
     def _fold(self, node) -> None:
         """Evaluate a node whose inputs are all constant (weight quantizers, transposes)."""
-        if node.op_type == "Quant":
+        if node.op_type == "Quant" and self.consts[node.input[1]].size > 1:
+            self.consts[node.output[0]], self.const_bits[node.output[0]] = self._fold_per_channel(node)
+        elif node.op_type == "Quant":
             params = self.quant_params(node, constant=True)
             self.consts[node.output[0]] = params.apply(self.consts[node.input[0]])
             self.const_bits[node.output[0]] = params.bits
@@ -160,6 +162,27 @@ class QGraph:
                 self.const_bits[node.output[0]] = self.const_bits[node.input[0]]
         else:
             raise GraphError(f"{self._where(node)}: constant op not supported; fold it before export")
+
+    def _fold_per_channel(self, node) -> tuple[np.ndarray, int]:
+        """A constant (weight) Quant with one power-of-two scale per output channel: evaluated
+        exactly like a per-tensor one, channel by channel. The folded weights are integers times
+        powers of two like any other constant; consumers type them with their common exponent
+        (`const_type`), so every backend stays exact (hls4ml's weight type is that much wider)."""
+        scale, zeropt, bits = (self.consts[n] for n in node.input[1:])
+        exps = np.log2(scale, where=scale > 0, out=np.full(scale.shape, np.nan))
+        if not np.all(np.isfinite(exps) & (exps == np.round(exps))):
+            raise GraphError(f"{self._where(node)}: per-channel scales {scale.ravel()[:4]} are not all powers of two")
+        if np.any(zeropt != 0) or bits.size != 1 or not float(bits.ravel()[0]).is_integer():
+            raise GraphError(f"{self._where(node)}: per-channel Quant needs zero point 0 and one integer bit width")
+        n_bits = int(bits.ravel()[0])
+        signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+        rounding = _attr(node, "rounding_mode", "ROUND")
+        if rounding not in ("FLOOR", "ROUND") or not 2 <= n_bits <= 48:
+            raise GraphError(f"{self._where(node)}: rounding {rounding} / bit width {n_bits} not supported")
+        params = QuantParams(0, n_bits, signed, narrow, rounding)
+        x = self.consts[node.input[0]] / scale  # division by powers of two: exact
+        y = np.floor(x) if rounding == "FLOOR" else np.round(x)
+        return np.clip(y, params.qmin, params.qmax) * scale, n_bits
 
     def _check(self, node) -> None:
         if node.op_type not in DYNAMIC_OPS:

@@ -21,17 +21,17 @@ from qpde.quant import parse_scenario  # noqa: E402
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "variant", "dataset", "arch", "w_bits", "a_bits", "resolution", "params", "macs", "bops", "macs_dense",
-    "bops_dense", "nrmse", "mse", "rollout_nrmse", "backend", "tool", "tool_version", "target", "folding", "lut",
-    "ff", "dsp", "bram", "carry", "latency_cycles", "ii_cycles", "fmax_mhz", "fields_per_s", "csim_samples",
-    "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
+    "variant", "dataset", "arch", "w_bits", "a_bits", "state_bits", "rounding", "resolution", "params", "macs",
+    "bops", "macs_dense", "bops_dense", "nrmse", "mse", "rollout_nrmse", "backend", "tool", "tool_version", "target",
+    "folding", "lut", "ff", "dsp", "bram", "carry", "latency_cycles", "ii_cycles", "fmax_mhz", "fields_per_s",
+    "csim_samples", "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
     "estimate", "note",
 ]
 HARDWARE_BACKENDS = ("hls4ml", "rtl", "folded", "finn")
 # Counts that are integers by definition: nullable Int64 keeps "not run" empty instead of 120.0.
-INTEGER_COLUMNS = ["w_bits", "a_bits", "resolution", "params", "macs", "bops", "macs_dense", "bops_dense",
-                   "csim_samples", "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples",
-                   "finn_exec_mismatches"]
+INTEGER_COLUMNS = ["w_bits", "a_bits", "state_bits", "resolution", "params", "macs", "bops", "macs_dense",
+                   "bops_dense", "csim_samples", "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches",
+                   "finn_exec_samples", "finn_exec_mismatches"]
 
 
 HARDWARE_COUNTS = ["lut", "ff", "dsp", "bram", "carry", "latency_cycles", "ii_cycles"]
@@ -59,7 +59,7 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
     if metrics is None:
         return []
     base.update({k: metrics.get(k) for k in ("params", "macs", "bops", "macs_dense", "bops_dense", "nrmse", "mse",
-                                               "rollout_nrmse")})
+                                               "rollout_nrmse", "state_bits", "rounding")})
     if spec.is_float:
         return [{**base, "backend": "pytorch", "tool": "torch", "note": "float reference"}]
     rows = []

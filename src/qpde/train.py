@@ -32,9 +32,14 @@ MODELS = {
 }
 
 
-def build_model(arch: str, resolution: int, shape: dict, scenario: str, ndim: int = 1) -> nn.Module:
-    """The `arch` solver for fields with `ndim` spatial axes of `resolution` points each."""
+def build_model(arch: str, resolution: int, shape: dict, scenario: str, ndim: int = 1,
+                quant: dict | None = None) -> nn.Module:
+    """The `arch` solver for fields with `ndim` spatial axes of `resolution` points each. `quant`:
+    rounding and state_bits (config [quant]); None is FLOOR with the state at the activation width
+    (checkpoints written before [quant] existed)."""
     spec = parse_scenario(scenario)
+    if quant is not None:
+        spec = spec.with_options(**quant)
     if (arch, ndim) not in MODELS:
         archs = sorted({a for a, _ in MODELS})
         raise ConfigError(f"no {ndim}-D {arch!r} model; architectures: {', '.join(archs)} in 1-D and 2-D")
@@ -43,6 +48,21 @@ def build_model(arch: str, resolution: int, shape: dict, scenario: str, ndim: in
         return model_cls(resolution, config_cls(**shape), spec)
     except ValueError as exc:  # modes above Nyquist, resolution not divisible by 2^depth, even kernel, …
         raise ConfigError(f"{ndim}-D {arch} at resolution {resolution}: {exc}") from exc
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA when PyTorch sees a GPU, else the CPU; `cuda` without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ConfigError(f"device cuda: PyTorch {torch.__version__} ({build}) sees no CUDA GPU; "
+                              "use --device cpu or auto")
+        return torch.device("cuda")
+    raise ConfigError(f"device {name!r}: use auto, cpu or cuda")
 
 
 def fit(
@@ -55,22 +75,29 @@ def fit(
     batch_size: int,
     seed: int,
     label: str,
+    device: str | torch.device = "cpu",
 ) -> list[dict]:
-    """Adam + cosine decay on MSE; returns per-epoch train/val losses. Deterministic for a seed:
-    one thread, so every executor (serial, process pool, Ray) trains bit-identical models."""
+    """Adam + cosine decay on MSE; returns per-epoch train/val losses. Deterministic for a seed on
+    the CPU: one thread, so every executor (serial, process pool, Ray) trains bit-identical models.
+    On CUDA the model and the batches live on the GPU (the same code path; results may differ from
+    the CPU's in the last bits); the model is returned on the CPU either way."""
+    device = resolve_device(device) if isinstance(device, str) else device
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, label=label)
+        return _fit(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, label=label,
+                    device=device)
     finally:
+        model.to("cpu")
         torch.set_num_threads(threads)
 
 
-def _fit(model, train, val, *, epochs, lr, batch_size, seed, label) -> list[dict]:
+def _fit(model, train, val, *, epochs, lr, batch_size, seed, label, device) -> list[dict]:
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    x, y = (torch.from_numpy(a) for a in train)
-    xv, yv = (torch.from_numpy(a) for a in val)
+    generator = torch.Generator().manual_seed(seed)  # batch order drawn on the CPU: the same on any device
+    model.to(device)
+    x, y = (torch.from_numpy(a).to(device) for a in train)
+    xv, yv = (torch.from_numpy(a).to(device) for a in val)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     steps_per_epoch = max(1, len(x) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
@@ -82,7 +109,7 @@ def _fit(model, train, val, *, epochs, lr, batch_size, seed, label) -> list[dict
             order = torch.randperm(len(x), generator=generator)
             total = 0.0
             for step in range(steps_per_epoch):
-                idx = order[step * batch_size : (step + 1) * batch_size]
+                idx = order[step * batch_size : (step + 1) * batch_size].to(device)
                 loss = nn.functional.mse_loss(model(x[idx]), y[idx])
                 optimizer.zero_grad()
                 loss.backward()
@@ -100,14 +127,17 @@ def _fit(model, train, val, *, epochs, lr, batch_size, seed, label) -> list[dict
     return history
 
 
-def save_checkpoint(path: Path, model: nn.Module, variant: Variant, shape: dict, history: list) -> Path:
+def save_checkpoint(path: Path, model: nn.Module, variant: Variant, shape: dict, history: list,
+                    quant: dict | None = None) -> Path:
     payload = {
         "arch": variant.arch,
         "resolution": variant.resolution,
         "scenario": variant.scenario,
         "ndim": model.ndim,
         "shape": shape,
-        "state_dict": model.state_dict(),
+        "quant": quant,
+        # on the CPU: a checkpoint trained on a GPU loads on a machine without one
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": history,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +179,7 @@ CHECKPOINT_KEYS = ("arch", "resolution", "scenario", "shape", "state_dict")
 def load_checkpoint(path: Path) -> nn.Module:
     payload = read_checkpoint(path)
     model = build_model(payload["arch"], payload["resolution"], payload["shape"], payload["scenario"],
-                        payload.get("ndim", 1))
+                        payload.get("ndim", 1), payload.get("quant"))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model
@@ -164,10 +194,13 @@ def train_variant(
     out: Path,
     float_checkpoint: Path | None = None,
     ndim: int = 1,
+    quant: dict | None = None,
 ) -> Path:
     """Train one variant; quantized ones start from the float checkpoint (QAT fine-tuning)."""
     torch.manual_seed(cfg.seed)  # the initial weights too: a rerun in a fresh process is identical
-    model = build_model(variant.arch, variant.resolution, shape, variant.scenario, ndim)
+    if parse_scenario(variant.scenario).is_float:
+        quant = None  # the float model has no quantizers
+    model = build_model(variant.arch, variant.resolution, shape, variant.scenario, ndim, quant)
     if parse_scenario(variant.scenario).is_float:
         epochs, lr = cfg.epochs, cfg.lr
     else:
@@ -182,9 +215,10 @@ def train_variant(
             raise QpdeError(f"{variant.id}: float checkpoint has unexpected keys {result.unexpected_keys}")
         epochs, lr = cfg.qat_epochs, cfg.qat_lr
     history = fit(
-        model, train, val, epochs=epochs, lr=lr, batch_size=cfg.batch_size, seed=cfg.seed, label=variant.id
+        model, train, val, epochs=epochs, lr=lr, batch_size=cfg.batch_size, seed=cfg.seed, label=variant.id,
+        device=cfg.device,
     )
-    return save_checkpoint(out, model, variant, shape, history)
+    return save_checkpoint(out, model, variant, shape, history, quant)
 
 
 def shape_of(arch: str, cfg) -> dict:

@@ -53,13 +53,22 @@ def _quant_type(graph: QGraph, node) -> str:
     return graph.quant_params(node, constant=False).type.ap_type("AP_TRN", "AP_SAT")
 
 
-def _accum_type(graph: QGraph, matmul, x: FixedType, bias: str | None) -> FixedType:
+def _values_type(values: np.ndarray) -> FixedType:
+    """Smallest exact type of constant values (integers · 2^exp), as QGraph.const_type."""
+    from qpde.qgraph import _common_exponent
+
+    exp = _common_exponent(values)
+    ints = np.round(values / 2.0**exp)
+    return FixedType(int(ints.min(initial=0)), int(ints.max(initial=0)), exp)
+
+
+def _accum_type(graph: QGraph, matmul, x: FixedType, bias: np.ndarray | None) -> FixedType:
     w = graph.consts[matmul.input[1]]
     w_type = graph.const_type(matmul.input[1])
     bound = int(np.abs(np.round(w / 2.0**w_type.exp)).sum(axis=0).max()) * x.max_abs
     exp = x.exp + w_type.exp
     if bias is not None:
-        b_type = graph.const_type(bias)
+        b_type = _values_type(bias)
         new_exp = min(exp, b_type.exp)
         bound = (bound << (exp - new_exp)) + (b_type.max_abs << (b_type.exp - new_exp))
         exp = new_exp
@@ -137,11 +146,15 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
                 raise GraphError(f"node {node.name}: weight of rank {weight.ndim}; only 2-D weights map to Dense")
             nodes, tensor, bias = [node], node.output[0], None
             nxt = graph.single_consumer(tensor)
-            if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
-                bias = graph.add_const(nxt)
+            # Constant Adds that follow (a bias, then maybe the half LSB of a round-half-up Quant,
+            # qpde.passes) fold into one bias: their float64 sum is exact (QGraph bounds it < 2^53).
+            while nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+                term = np.broadcast_to(graph.consts[graph.add_const(nxt)].reshape(-1), (weight.shape[1],))
+                bias = term if bias is None else bias + term
                 nodes, tensor = nodes + [nxt], nxt.output[0]
+                nxt = graph.single_consumer(tensor)
             fold = _fold_quant(graph, nodes, tensor, graph.types[tensor])
-            bias_data = graph.consts[bias].reshape(-1) if bias else np.zeros(weight.shape[1])
+            bias_data = np.array(bias, dtype=np.float64) if bias is not None else np.zeros(weight.shape[1])
             if bias_data.size != weight.shape[1]:
                 raise GraphError(f"node {node.name}: bias of size {bias_data.size} for {weight.shape[1]} outputs")
             layer.update(
@@ -149,16 +162,31 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
                 bias_data=bias_data, use_bias=True,
             )
             w_type = graph.const_type(node.input[1])
-            b_type = graph.const_type(bias) if bias else FixedType(0, 0, w_type.exp)
+            b_type = _values_type(bias_data) if bias is not None else FixedType(0, 0, w_type.exp)
             prec = {
                 "weight": w_type.ap_type(),
                 "bias": b_type.ap_type(),
-                "accum": _accum_type(graph, node, x_type, bias).ap_type(),
+                "accum": _accum_type(graph, node, x_type, bias_data if bias is not None else None).ap_type(),
                 "result": fold.result,
             }
+        elif node.op_type == "Add" and graph.add_const(node) is not None:
+            # A constant add with no MatMul before it (the half LSB of a round-half-up Quant after an
+            # Add of two activations, qpde.passes): hls4ml's BatchNormalization with scale 1. Its
+            # product x·1 and the sum with the bias are full-precision ap_fixed operations, and the
+            # result is cast once to result_t (exact: the sum's type, or the folded Quant's TRN/SAT).
+            const = graph.consts[graph.add_const(node)]
+            shape = _hls_shape(graph, x, spatial)
+            channels = int(shape[-1]) if shape else 1
+            if const.size != 1 and (spatial or const.shape[-1] != const.size or const.size != channels):
+                raise GraphError(f"node {node.name}: constant Add of shape {const.shape} is not a per-channel "
+                                 "bias; only scalar or per-channel constants map to hls4ml")
+            bias_data = np.broadcast_to(const.reshape(-1), (channels,)).astype(np.float64)
+            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+            layer.update(class_name="BatchNormalization", n_in=int(np.prod(shape)), n_filt=channels,
+                         scale_data=np.ones(channels), bias_data=bias_data, use_gamma=True, use_beta=True)
+            prec = {"scale": FixedType(1, 1, 0).ap_type(), "bias": _values_type(bias_data).ap_type(),
+                    "result": fold.result}
         elif node.op_type == "Add":
-            if graph.add_const(node) is not None:
-                raise GraphError(f"node {node.name}: constant Add without a preceding MatMul is not mapped")
             other = node.input[1]
             if other not in producer:
                 raise GraphError(f"node {node.name}: input {other} is not produced by a mapped layer")

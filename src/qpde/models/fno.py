@@ -221,7 +221,7 @@ class FNO1d(nn.Module):
         self.resolution, self.config, self.spec = resolution, config, spec
         self.points = resolution**self.ndim  # length of the flat input/output vector
         c = config.width
-        self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True, host=True))
         self.lift = qnn.QuantLinear(1, c, bias=True, **linear_kwargs(spec, bias=True))
         self.lift_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self.layers = nn.ModuleList(
@@ -231,9 +231,9 @@ class FNO1d(nn.Module):
         self.proj1 = qnn.QuantLinear(c, config.proj, bias=True, **linear_kwargs(spec, bias=True))
         self.proj_act = qnn.QuantReLU(**act_kwargs(spec, signed=False))
         self.proj2 = qnn.QuantLinear(config.proj, 1, bias=True, **linear_kwargs(spec, bias=True))
-        self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True))
         if config.residual:
-            self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+            self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True))
         self._init_lifting()
 
     def _init_lifting(self) -> None:

@@ -112,14 +112,14 @@ class Transformer1d(nn.Module):
         self.resolution, self.config, self.spec = resolution, config, spec
         self.points = resolution**self.ndim  # tokens: the flat input/output vector
         d = config.dim
-        self.in_q = _act(spec)
+        self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True, host=True))
         self.lift = _linear(1, d, spec)
         self.lift_q = _act(spec)
         self.blocks = nn.ModuleList(GalerkinBlock(self.points, config, spec) for _ in range(config.layers))
         self.proj = _linear(d, 1, spec)
-        self.out_q = _act(spec)
+        self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True))
         if config.residual:
-            self.delta_q = _act(spec)
+            self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True))
         # Default init of a 1-input Linear draws weights in ±1, large next to a field of order 1.
         bound = 1.0 / math.sqrt(d)
         nn.init.uniform_(self.lift.weight, -bound, bound)

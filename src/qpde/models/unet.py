@@ -111,7 +111,7 @@ class UNet1d(nn.Module):
         n = self.ndim
         k, f, d, bn = config.kernel, config.features, config.depth, config.batch_norm
         channels = [f * 2**i for i in range(d + 1)]
-        self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.in_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True, host=True))
         self.down = nn.ModuleList(
             ConvBlock(1 if i == 0 else channels[i - 1], channels[i], k, spec, n, bn) for i in range(d)
         )
@@ -120,9 +120,9 @@ class UNet1d(nn.Module):
         # up[i] brings level i+1 back to level i; applied from the deepest level up.
         self.up = nn.ModuleList(UpBlock(channels[i + 1], channels[i], k, spec, n, bn) for i in range(d))
         self.head = QUANT_CONV[n](channels[0], 1, 1, bias=True, **linear_kwargs(spec, bias=True))
-        self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self.out_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True))
         if config.residual:
-            self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+            self.delta_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True, state=True))
 
     @staticmethod
     def fold_batch_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
