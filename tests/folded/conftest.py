@@ -90,3 +90,28 @@ def folded_graphs(tmp_path_factory):
         "residual": residual_qonnx(root / "residual.onnx"),
         "mul": mul_qonnx(root / "mul.onnx"),
     }
+
+
+@pytest.fixture(scope="session")
+def fno_round_qonnx(tmp_path_factory):
+    """scenario → QONNX of the one-layer tiny FNO trained the default way: round-half-up activations
+    (exported as FLOOR + half an LSB: a constant Add after the residual sum) and 16-bit state."""
+    import torch
+
+    from qpde.export import export_model
+    from qpde.models.fno import FNO1d
+    from qpde.quant import parse_scenario
+    from tests.conftest import TINY_N, calibrated
+    from tests.rtl.conftest import FNO_L1
+
+    cache, root = {}, tmp_path_factory.mktemp("fno_round")
+
+    def get(scenario: str) -> Path:
+        if scenario not in cache:
+            torch.manual_seed(0)
+            spec = parse_scenario(scenario).with_options(rounding="round", state_bits=16)
+            model = calibrated(FNO1d(TINY_N, FNO_L1, spec), TINY_N)
+            cache[scenario] = export_model(model, TINY_N, root / f"{scenario}.onnx")
+        return cache[scenario]
+
+    return get

@@ -34,6 +34,20 @@ def test_integer_model_equals_golden_on_tiny_fno(fno_l1_qonnx, scenario):
     assert np.array_equal(int_model.run_values(graph, elaborate(df, FOLDED), x), want)
 
 
+@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
+def test_round_half_up_export_maps_its_constant_add_into_the_add_unit(fno_round_qonnx, scenario):
+    """Regression: the default (round-half-up) export adds half an LSB after the residual sum, which
+    the compiler refused ("Add of a constant not fused into a MatMul")."""
+    graph = QGraph(fno_round_qonnx(scenario))
+    df = build_dataflow(graph)
+    offsets = [u.params["offset"] for u in df.units if u.kind == "add"]
+    assert any(offsets) and all(o >= 0 for o in offsets)
+    x = edge_inputs(graph)
+    want = golden.run(graph, x)
+    assert len(np.unique(want)) >= 8
+    assert np.array_equal(int_model.run_values(graph, df, x), want)
+    assert np.array_equal(int_model.run_values(graph, elaborate(df, {"Add_8": {"lanes": 2}}), x), want)
+
 def test_integer_model_on_unit_graphs(folded_graphs):
     for key in ("mlp", "transpose", "residual"):
         graph = QGraph(folded_graphs[key])

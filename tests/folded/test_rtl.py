@@ -63,3 +63,10 @@ def test_tiny_fno_end_to_end(fno_l1_qonnx, tmp_path, scenario, folding):
     verdict = check(graph, design, x, seed=7)
     assert design.ii_cycles == design.predicted_ii == (1024 if not folding else 64)
     assert 0 < verdict["latency_cycles"] < 4 * design.predicted_ii + 1000
+
+
+def test_round_half_up_fno_in_verilator(fno_round_qonnx, tmp_path):
+    """The default export (round half up: a constant OFFSET in the residual add) is bit-exact too."""
+    graph = QGraph(fno_round_qonnx("w4a4"))
+    design = build_folded(graph, tmp_path, {"MatMul_4": {"pe": 4, "simd": 4}, "Add_8": {"lanes": 2}})
+    check(graph, design, edge_inputs(graph), seed=11)

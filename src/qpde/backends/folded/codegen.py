@@ -85,7 +85,7 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         a, b, y = ins[0], ins[1], outs[0]
         params = [("L", y.lanes), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)), ("BW", b.type.width),
                   ("B_SIGNED", int(b.type.signed)), ("ASHIFT", p["ashift"]), ("BSHIFT", p["bshift"]),
-                  ("SUM_W", p["sum_w"])] + _requant_params(p["requant"], y)
+                  ("SUM_W", p["sum_w"]), ("OFFSET", _signed64(p.get("offset", 0)))] + _requant_params(p["requant"], y)
         ports = [("a", a), ("b", b), ("m", y)]
     elif unit.kind == "map":
         x, y = ins[0], outs[0]

@@ -6,7 +6,7 @@ Flatten, Identity) are wiring: they only change how the next unit splits the seq
 
 Fusion (every integer parameter derived from QGraph's exact types and constants):
 - MatMul(activation @ constant K×C) [+ Add constant bias] [+ Relu] [+ Quant] → one ``mvau``;
-- Add(activation, activation) [+ Relu] [+ Quant] → ``add``;
+- Add(activation, activation) [+ Add uniform constant] [+ Relu] [+ Quant] → ``add``;
 - Transpose swapping two groups of axes → ``transpose`` [R, C] → [C, R];
 - a Quant or Relu [+ Quant] that nothing absorbed → ``map``.
 Anything else is a GraphError naming the node.
@@ -92,6 +92,25 @@ def _codes(graph: QGraph, name: str) -> tuple[np.ndarray, FixedType]:
     if not np.array_equal(codes, values):  # const_type guarantees it; keep the claim checked
         raise GraphError(f"constant {name!r} is not an integer multiple of 2^{t.exp}")
     return codes.astype(np.int64).astype(object), t
+
+
+def _uniform_offset(graph: QGraph, node) -> float:
+    """The value of a constant Add that adds the same number to every element (a per-element
+    constant would need a table; none of qpde's exports has one)."""
+    values = np.unique(graph.consts[graph.add_const(node)])
+    if values.size != 1:
+        raise GraphError(f"{_where(graph, node)}: Add of a per-element constant after an activation Add; the "
+                         f"{BACKEND} backend adds one constant to every element")
+    return float(values[0])
+
+
+def _exponent(value: float) -> int:
+    """The exponent of the least significant bit of a float (0 for 0)."""
+    if value == 0.0:
+        return 0
+    mantissa, exp = np.frexp(abs(value))
+    ints = int(mantissa * 2.0**53)
+    return int(exp) - 53 + ((ints & -ints).bit_length() - 1)
 
 
 def build_dataflow(graph: QGraph) -> Dataflow:
@@ -200,14 +219,23 @@ def build_dataflow(graph: QGraph) -> Dataflow:
                                  f"{shape(node.input[1])}; the {BACKEND} backend needs equal shapes (no broadcast)")
             ta, tb = streams[a].type, streams[b].type
             exp = min(ta.exp, tb.exp)
+            summed, offset = node.output[0], 0.0
+            nxt = graph.single_consumer(summed)
+            if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+                # a constant after the sum (half an LSB of a round-half-up Quant): one adder more
+                offset = _uniform_offset(graph, nxt)
+                exp = min(exp, _exponent(offset))
+                summed = nxt.output[0]
+                chain.append(nxt)
             ashift, bshift = ta.exp - exp, tb.exp - exp
-            bound = (ta.max_abs << ashift) + (tb.max_abs << bshift)
+            offset_code = int(offset / 2.0**exp)  # exact: exp is at or below the offset's LSB
+            bound = (ta.max_abs << ashift) + (tb.max_abs << bshift) + abs(offset_code)
             sum_w = max(bound.bit_length() + 1, ta.width + 1, tb.width + 1)
-            cur, relu, quant = tail(node.output[0], chain)
+            cur, relu, quant = tail(summed, chain)
             out_t, rq = out_spec(node, cur, relu, quant, exp)
             check_shift(node, sum_w, rq)
             units.append(Unit(node.name, "add", [a, b], [], {"ashift": ashift, "bshift": bshift, "sum_w": sum_w,
-                                                              "requant": rq}))
+                                                              "offset": offset_code, "requant": rq}))
         elif op in ("Quant", "Relu"):
             s = src(node, node.input[0])
             t_in = streams[s].type

@@ -42,7 +42,7 @@ def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarra
         return [p["requant"].apply(acc).reshape(n, -1)]
     if unit.kind == "add":
         a, b = (_ints(v, p["sum_w"]) for v in args)
-        return [p["requant"].apply((a << p["ashift"]) + (b << p["bshift"]))]
+        return [p["requant"].apply((a << p["ashift"]) + (b << p["bshift"]) + p.get("offset", 0))]
     if unit.kind == "map":
         return [p["requant"].apply(args[0])]
     if unit.kind == "transpose":

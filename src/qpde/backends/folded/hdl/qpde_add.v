@@ -1,6 +1,7 @@
 // Elementwise sum of two streams of L lanes (a join: a beat pair moves when both are valid and the
 // output register is free). Both codes are sign-extended and shifted to the finer binary point
-// (ASHIFT/BSHIFT, exact), added in SUM_W bits, then requantized (QMIN = max(qmin, 0) for a ReLU).
+// (ASHIFT/BSHIFT, exact), added with a constant OFFSET (in units of the finer LSB: e.g. half an LSB of a
+// round-half-up Quant) in SUM_W bits, then requantized (QMIN = max(qmin, 0) for a ReLU).
 module qpde_add #(
     parameter L = 1,
     parameter AW = 4,
@@ -10,6 +11,7 @@ module qpde_add #(
     parameter ASHIFT = 0,
     parameter BSHIFT = 0,
     parameter SUM_W = 8,
+    parameter signed [63:0] OFFSET = 0,
     parameter OUT_W = 4,
     parameter RSHIFT = 0,
     parameter LSHIFT = 0,
@@ -41,7 +43,7 @@ module qpde_add #(
             wire [BW-1:0] b = b_data[g * BW +: BW];
             wire signed [SUM_W-1:0] ax = {{(SUM_W - AW){A_SIGNED != 0 && a[AW-1]}}, a};
             wire signed [SUM_W-1:0] bx = {{(SUM_W - BW){B_SIGNED != 0 && b[BW-1]}}, b};
-            wire signed [SUM_W-1:0] sum = (ax <<< ASHIFT) + (bx <<< BSHIFT);
+            wire signed [SUM_W-1:0] sum = (ax <<< ASHIFT) + (bx <<< BSHIFT) + OFFSET[SUM_W-1:0];
             qpde_requant #(.IN_W(SUM_W), .RSHIFT(RSHIFT), .LSHIFT(LSHIFT), .OUT_W(OUT_W), .QMIN(QMIN), .QMAX(QMAX))
                 rq (.x(sum), .y(y[g * OUT_W +: OUT_W]));
         end
