@@ -97,3 +97,25 @@ def test_default_quick_fno_has_no_layer_over_the_unroll_limit():
     assert max(f.multipliers for f in folding.values()) <= 4096
     assert any(f.strategy == "Resource" for f in folding.values())  # the 128×128 mixing layers
     assert np.all([f.reuse_factor in valid_reuse_factors(f.n_in, f.n_out) for f in folding.values()])
+
+
+def test_hls_folding_follows_the_folded_backends_optimizer(tiny_qonnx, tmp_path):
+    """[hls] target_fps: each Dense gets at most the multipliers (PE·SIMD) the folded RTL backend's
+    optimizer gives its MatMul for the same fields/s at the project's clock, with a valid RF."""
+    from qpde.backends.folded import build_dataflow, optimize
+
+    _, path = tiny_qonnx("w4a8")
+    graph = QGraph(path)
+    cfg = replace(HLSConfig(), target_fps=2e6)  # 200 MHz: 100 cycles per field
+    folded = optimize(build_dataflow(graph), target_fps=2e6, clock_mhz=200.0)
+    assert folded.target_met
+    project = build_project(graph, tmp_path / "hls", cfg, compile=False)
+    layers, *_ = layer_list(graph)
+    node_of = {lay["name"]: lay["qpde_node"] for lay in layers if lay["class_name"] == "Dense"}
+    checked = 0
+    for name, f in project.folding.items():
+        par = folded.layers[node_of[name]]
+        assert f.multipliers <= max(par["pe"] * par["simd"], 1) and f.reuse_factor in valid_reuse_factors(f.n_in, f.n_out)
+        checked += 1
+    assert checked == len(node_of) >= 5
+    assert any(f.strategy == "Resource" for f in project.folding.values())

@@ -77,6 +77,7 @@ class HLSConfig:
     strategy: str = "auto"  # per layer: Latency up to max_unroll multiplications, else Resource (qpde.hls.folding)
     reuse_factor: int = 1  # with strategy "Resource": the smallest valid ReuseFactor at or above it
     max_unroll: int = 4096  # HLS unroll limit: no layer unrolls more multipliers (hls4ml #904)
+    target_fps: float | None = None  # fold each Dense to the folded backend's PE·SIMD for this fields/s
     vendor_synth: bool = True  # csynth + Vivado synthesis when vitis_hls/vivado are on PATH (else "not run")
     cosim: bool = False  # C/RTL co-simulation in the vendor run (slow)
     vendor_timeout_s: float = 4 * 3600

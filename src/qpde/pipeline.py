@@ -31,7 +31,7 @@ from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
 # HLSConfig fields that shape the hls4ml project (C-sim artifacts); the others only steer vendor runs.
-PROJECT_FIELDS = ("backend", "part", "clock_period_ns", "strategy", "reuse_factor", "max_unroll")
+PROJECT_FIELDS = ("backend", "part", "clock_period_ns", "strategy", "reuse_factor", "max_unroll", "target_fps")
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
             if bias_data.size != weight.shape[1]:
                 raise GraphError(f"node {node.name}: bias of size {bias_data.size} for {weight.shape[1]} outputs")
             layer.update(
-                class_name="Dense", n_in=weight.shape[0], n_out=weight.shape[1], weight_data=weight,
+                class_name="Dense", n_in=weight.shape[0], n_out=weight.shape[1], weight_data=weight, qpde_node=node.name,
                 bias_data=bias_data, use_bias=True,
             )
             w_type = graph.const_type(node.input[1])
@@ -332,6 +332,16 @@ def _matmul_aa_layer(graph: QGraph, node, producer: dict) -> tuple[_Fold, dict, 
     return fold, layer, prec
 
 
+def _folded_budget(graph: QGraph, layers: list[dict], target_fps: float, clock_mhz: float) -> dict[str, int]:
+    """Multipliers per Dense layer as the folded RTL backend's optimizer folds the same MatMul for
+    target_fps at the project's clock (PE·SIMD), so both backends are built at one folding."""
+    from qpde.backends.folded import build_dataflow, optimize
+
+    folding = optimize(build_dataflow(graph), target_fps=target_fps, clock_mhz=clock_mhz)
+    return {layer["name"]: par["pe"] * par["simd"] for layer in layers
+            if (par := folding.layers.get(layer.get("qpde_node", ""), {})) and "pe" in par}
+
+
 @dataclass
 class HLSProject:
     """A written hls4ml project and its compiled C-simulation library."""
@@ -357,7 +367,10 @@ def build_project(graph: QGraph, out_dir: Path, cfg: HLSConfig, *, compile: bool
     if shutil.which("g++") is None and compile:
         raise ToolError("g++ not found: hls4ml's C simulation needs a C++ compiler (apt-get install g++)")
     layers, precision, in_name, out_name = layer_list(graph)
-    folding = choose_folding(layers, cfg.strategy, cfg.reuse_factor, cfg.max_unroll)
+    budget = _folded_budget(graph, layers, cfg.target_fps, 1000.0 / cfg.clock_period_ns) if cfg.target_fps else None
+    for layer in layers:
+        layer.pop("qpde_node", None)
+    folding = choose_folding(layers, cfg.strategy, cfg.reuse_factor, cfg.max_unroll, budget)
     extensions.register(cfg.backend)  # qpde's extension layers (activation × activation MatMul)
     layer_config = hls_layer_config(folding)
     config = create_config(
