@@ -311,7 +311,7 @@ def test_wait_takes_the_folder_when_the_holder_is_done(tmp_path):
     ("[train]", "epochs = -3", "[train]: epochs must be >= 1, got -3"),
     ("[train]", "lr = 0.0", "[train]: lr must be > 0"),
     ("[train]", "epoch = 3", "unknown key(s) ['epoch']"),
-    ("[hls]", 'strategy = "fast"', "strategy must be one of Latency, Resource"),
+    ("[hls]", 'strategy = "fast"', "strategy must be one of auto, Latency, Resource"),
     ("[data.burgers]", "params = { nu = \"high\" }", "params.nu must be like its default"),
 ])
 def test_bad_config_values_are_one_line_errors_before_any_work(tmp_path, section, line, needle):
