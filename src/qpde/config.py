@@ -119,7 +119,7 @@ class FoldedConfig:
     max_pe_simd: int | None = None  # multiplier budget: Σ PE·SIMD over the matrix–vector units
     xilinx_family: str = "xc7"
     pnr: bool = True
-    pnr_max_lut: int = 30_000  # synth_ecp5 LUT4s above which nextpnr is not run (minutes per 10k on 2 cores)
+    pnr_max_lut: int = 20_000  # Yosys xc7 LUTs above which ECP5 P&R is not run (minutes per 10k on 2 cores)
     ecp5_device: str = "85k"
     ecp5_package: str = "CABGA381"
 

@@ -29,6 +29,8 @@ NEXTPNR_TIMEOUT_S = 1800
 ECPPACK_TIMEOUT_S = 300
 
 # LUT4 / slice capacity of ECP5 parts (TRELLIS_COMB = LUT4 sites), as nextpnr reports them.
+ECP5_DSPS = {"25k": 28, "45k": 72, "85k": 156, "um-25k": 28, "um-45k": 72, "um-85k": 156,
+             "um5g-25k": 28, "um5g-45k": 72, "um5g-85k": 156}  # MULT18X18D
 ECP5_LUTS = {"25k": 24288, "45k": 43848, "85k": 83640,
              "um-25k": 24288, "um-45k": 43848, "um-85k": 83640,
              "um5g-25k": 24288, "um5g-45k": 43848, "um5g-85k": 83640}
@@ -335,12 +337,23 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
     script = [f"read_verilog -defer {' '.join(sources)}", f"hierarchy -check -top {top}"]
     if _has_tables(design) and not stream_top:
         script += ["proc", "flatten", "memory -nomap", "memory_map"]
-    script += [f"synth_ecp5 -top {top} -json {netlist.name}", "tee -q -o stat_ecp5.json stat -json"]
     ys = out_dir / "synth_ecp5.ys"
-    ys.write_text("\n".join(script) + "\n")
-    times["synth_ecp5"] = _run(cmd + ["-s", ys.name], out_dir, out_dir / "synth_ecp5.log", synth_timeout_s, tool,
-                               "use a smaller model")
-    cells = parse_stat_json((out_dir / "stat_ecp5.json").read_text(), top)
+
+    def synthesize(nodsp: bool) -> dict[str, int]:
+        synth = f"synth_ecp5 -top {top} -json {netlist.name}" + (" -nodsp" if nodsp else "")
+        ys.write_text("\n".join(script + [synth, "tee -q -o stat_ecp5.json stat -json"]) + "\n")
+        times["synth_ecp5"] = times.get("synth_ecp5", 0.0) + _run(
+            cmd + ["-s", ys.name], out_dir, out_dir / "synth_ecp5.log", synth_timeout_s, tool, "use a smaller model")
+        return parse_stat_json((out_dir / "stat_ecp5.json").read_text(), top)
+
+    cells = synthesize(nodsp=False)
+    dsps = ECP5_DSPS.get(device)
+    if dsps is not None and cells.get("MULT18X18D", 0) > dsps:
+        # Yosys gives every product its own MULT18X18D, even 4×8-bit ones: past the part's count, map
+        # them to LUTs instead (what a designer would do), and say so.
+        result["dsp_note"] = (f"{cells['MULT18X18D']} MULT18X18D > {dsps} on LFE5U-{device}: multipliers "
+                              "mapped to LUTs (synth_ecp5 -nodsp)")
+        cells = synthesize(nodsp=True)
     luts = ecp5_stat_luts(cells)
     capacity = ECP5_LUTS.get(device)
     result["synth_lut4"] = luts

@@ -74,20 +74,22 @@ def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -
 
 
 def _place(design, folder: Path, cfg: FoldedConfig, row: dict, pnr_ecp5) -> None:
-    """ECP5 synthesis, place and route and bitstream, within [folded] pnr_max_lut."""
-    ecp5 = synth_folded(design, folder / "synth_ecp5", target="ecp5")
-    if ecp5["lut"] > cfg.pnr_max_lut:
-        row["note"] += (f"; P&R not run: {ecp5['lut']} ECP5 LUT4s > [folded] pnr_max_lut {cfg.pnr_max_lut} "
-                        "(raise it to place and route)")
-        row["ecp5_synth_lut4"] = ecp5["lut"]
+    """ECP5 synthesis, place and route and bitstream, for designs within [folded] pnr_max_lut."""
+    if row["lut"] > cfg.pnr_max_lut:
+        row["note"] += (f"; P&R not run: {row['lut']} xc7 LUTs > [folded] pnr_max_lut {cfg.pnr_max_lut} (raise it "
+                        "to place and route)")
         return
     placed = pnr_ecp5(design, folder / "pnr_ecp5", device=cfg.ecp5_device, package=cfg.ecp5_package,
                       freq_mhz=cfg.clock_mhz, stream_top=True)
+    row["ecp5_synth_lut4"] = placed.get("synth_lut4")
+    for note in (placed.get("dsp_note"), placed["note"]):
+        if note:
+            row["note"] += f"; {note}"
+    if placed["fmax_mhz"] is None:  # did not fit: the xc7 counts stay, no Fmax
+        return
     row.update(
         tool=f"{row['tool']} + nextpnr-ecp5", tool_version=placed["tool_version"],
         target=f"{row['target']} (LUT/FF/CARRY/DSP/BRAM); {placed['target']} (Fmax, bitstream)",
         fmax_mhz=placed["fmax_mhz"], fields_per_s=placed["fields_per_s"], bitstream=placed["bitstream"],
-        ecp5_lut=placed["lut"], ecp5_ff=placed["ff"], ecp5_bram=placed["bram"], ecp5_synth_lut4=ecp5["lut"],
+        ecp5_lut=placed["lut"], ecp5_ff=placed["ff"], ecp5_bram=placed["bram"], ecp5_dsp=placed["dsp"],
     )
-    if placed["note"]:
-        row["note"] += f"; {placed['note']}"
