@@ -12,7 +12,8 @@ def _artifacts(root):
         vid = f"burgers-fno-{scenario}-r64"
         (root / "models" / vid).mkdir(parents=True)
         (root / "models" / vid / "metrics.json").write_text(json.dumps(
-            {"nrmse": nrmse, "mse": nrmse**2, "rollout_nrmse": 3 * nrmse, "params": 100, "macs": 1000, "bops": bops}))
+            {"nrmse": nrmse, "mse": nrmse**2, "rollout_nrmse": 3 * nrmse, "params": 100, "macs": 1000, "bops": bops,
+             "macs_dense": 1500, "bops_dense": 1.5 * bops}))
         if scenario != "fp32":
             (root / "sim" / vid).mkdir(parents=True)
             (root / "sim" / vid / "csim_verdict.json").write_text(json.dumps(
@@ -34,6 +35,8 @@ def test_joined_table_from_artifacts(tmp_path):
     csv = write_report(tmp_path)
     df = pd.read_csv(csv)
     assert list(df.columns) == COLUMNS
+    assert (df["macs"] == 1000).all() and (df["macs_dense"] == 1500).all()  # dense counts in their own columns
+    assert (df["bops_dense"] == 1.5 * df["bops"]).all() and "bops_dense" in (tmp_path / "report.md").read_text()
     assert len(df) == 5  # fp32 row, two hls4ml rows, the rtl row with figures, the rtl row with the reason
     hls = df[df["backend"] == "hls4ml"]
     assert (hls["csim_samples"] == 120).all() and (hls["csim_mismatches"] == 0).all()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qpde.errors import GraphError
 from qpde.quant import QuantSpec
 
 COST_VERSION = "2"  # quantized nonzeros from QONNX + dense columns (part of the metrics cache key)
@@ -126,7 +127,7 @@ def graph_layer_costs(graph) -> list[LayerCost]:
             continue
         shape_in, shape_out = (graph.model.get_tensor_shape(t) for t in (node.input[0], node.output[0]))
         if shape_in is None or shape_out is None:
-            raise_unknown_shape(graph, node)
+            raise GraphError(f"{graph._where(node)}: tensor shape unknown, cannot count MACs (run shape inference)")
         x_bits = bits.get(node.input[0], FLOAT_BITS)
         w_name = node.input[1]
         w_bits = bits.get(w_name, FLOAT_BITS)
@@ -139,17 +140,13 @@ def graph_layer_costs(graph) -> list[LayerCost]:
             if w_name in graph.consts:
                 weight = graph.consts[w_name]
                 macs, remainder = divmod(dense * int(np.count_nonzero(weight)), weight.size)
-                assert remainder == 0, f"{node.name}: weight {weight.shape} does not tile output {shape_out}"
+                if remainder:
+                    raise GraphError(f"{graph._where(node)}: weight {weight.shape} does not tile the output "
+                                     f"{shape_out}; cannot count MACs")
             else:  # activation × activation: no zero is known in advance
                 macs = dense
         costs.append(LayerCost(node.name, 0, macs, macs * x_bits * w_bits, dense, dense * x_bits * w_bits))
     return costs
-
-
-def raise_unknown_shape(graph, node) -> None:
-    from qpde.errors import GraphError
-
-    raise GraphError(f"{graph._where(node)}: tensor shape unknown, cannot count MACs (run shape inference)")
 
 
 def graph_cost(graph) -> dict[str, int]:

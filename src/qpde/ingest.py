@@ -85,8 +85,9 @@ def import_model(model: ModelWrapper, where: str = "model") -> ModelWrapper:
             f"({', '.join(data_inputs[:6]) or 'none'}); "
             "qpde needs exactly one data input, with every weight, scale and bit width stored in the file "
             "(export with the parameters included)")
-    for node in graph.node:
-        node.domain = "qonnx.custom_op.general" if node.op_type in QONNX_DOMAIN_OPS else node.domain
+    for node in graph.node:  # Brevitas and older tools write other domains for qonnx's own ops
+        if node.op_type in QONNX_DOMAIN_OPS:
+            node.domain = "qonnx.custom_op.general"
     names = [node.name for node in graph.node]
     passes = [InferShapes(), GiveUniqueParameterTensors(), FoldConstants(exclude_op_types=PRESERVED_OPS),
               FoldTransposeIntoQuantInit(), RemoveUnusedTensors(), RemoveStaticGraphInputs(),

@@ -269,8 +269,8 @@ def _tables(df: pd.DataFrame) -> str:
 
 
 def _markdown(df: pd.DataFrame) -> str:
-    shown = ["variant", "backend", "bops", "nrmse", "rollout_nrmse", "csim_samples", "csim_mismatches",
-             "lut", "ff", "dsp", "latency_cycles", "fmax_mhz", "note"]
+    shown = ["variant", "backend", "bops", "bops_dense", "nrmse", "rollout_nrmse", "csim_samples",
+             "csim_mismatches", "lut", "ff", "dsp", "latency_cycles", "fmax_mhz", "note"]
     table = df[shown].copy()
     table["nrmse"] = table["nrmse"].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
     table["rollout_nrmse"] = table["rollout_nrmse"].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
