@@ -1,0 +1,149 @@
+"""Folded streaming accelerators: utilization, area × time, accuracy-matched speed-up, FINN's estimate.
+
+Runs (or reads) a sweep with the folded backend and prints, from that one run:
+(a) datapath utilization per folded design = ideal cycles (dense MACs / Σ PE·SIMD) / measured II
+    (Verilator) — goal ≥ 0.8;
+(b) area × time: xc7 LUTs × II of the folded designs vs da4ml's fully parallel design (II 1) of the
+    same variant, where both were built;
+(c) accuracy-matched speed-up: placed fields/s (ECP5 Fmax / measured II) over the finite-volume
+    solver on this CPU (1 thread, batched) at the coarsest grid whose one-step nRMSE is at most the
+    model's (same test fields, same reference grid, same metric);
+(d) folded LUTs over FINN's analytic LUT estimate at the same target fields/s, where FINN ran
+    (--backends …,finn with [finn] target_fps equal to a folded target).
+
+Usage: .venv/bin/python benchmarks/folded.py [--config hardware-folded] [--out DIR]
+(the embedded `hardware-folded` config builds the hardware FNO with rtl and folded backends; the
+default run's results work too: --config quick --out <its folder>). Ratios from this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qpde.config import Variant, load_config
+from qpde.pipeline import Sweep, run_sweep
+
+
+def design_utilization(design_file: Path) -> dict:
+    """Dense MACs of the design's matrix–vector units, their Σ PE·SIMD and the measured II."""
+    from qpde.backends.folded import build_dataflow
+    from qpde.qgraph import QGraph
+
+    design = json.loads(design_file.read_text())
+    df = build_dataflow(QGraph(design["qonnx_path"]))
+    macs = sum(u.params["rows"] * u.params["K"] * u.params["C"] for u in df.units if u.kind == "mvau")
+    pe_simd = sum(p["pe"] * p["simd"] for p in design["folding"].values() if "pe" in p)
+    ideal = macs / pe_simd
+    return {"design": design_file.parent.name, "macs": macs, "pe_simd": pe_simd, "ideal_cycles": ideal,
+            "ii": design["ii_measured"], "utilization": ideal / design["ii_measured"]}
+
+
+def solver_match(cfg, sweep: Sweep, dataset: str, target_nrmse: float, grids=(8, 16, 32, 64, 128, 256)) -> dict:
+    """The coarsest finite-volume grid whose one-step nRMSE on the test split is ≤ target, and its
+    fields/s on this CPU (best of 3, one thread, all test fields in one batch)."""
+    from qpde.data.burgers import solve
+    from qpde.task import evaluate
+
+    data_cfg = cfg.data_for(dataset)
+    dt = 2.0 / (data_cfg.params.get("n_times", 201) - 1)
+    nu = data_cfg.params.get("nu", 0.01)
+    test, _ = sweep.split(dataset, "test")
+    for grid in grids:
+        if grid > data_cfg.resolution:
+            break
+
+        def step(x):
+            return solve(np.asarray(x, np.float64), np.array([0.0, dt]), nu, progress=False)[:, 1]
+
+        nrmse = evaluate(step, test, grid)["nrmse"]
+        if nrmse <= target_nrmse:
+            x = test.step_inputs(grid).astype(np.float64)
+            best = min(_timed(lambda: step(x)) for _ in range(3))
+            return {"grid": grid, "nrmse": nrmse, "fields_per_s": len(x) / best}
+    return {"grid": None, "nrmse": None, "fields_per_s": None}
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="hardware-folded")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/folded"))
+    args = parser.parse_args()
+    cfg = load_config(args.config)
+    if not (args.out / "results.csv").exists():
+        run_sweep(cfg, args.out, executor="local")
+    torch.set_num_threads(1)
+    df = pd.read_csv(args.out / "results.csv")
+    folded = df[df["backend"] == "folded"]
+    if folded.empty:
+        raise SystemExit(f"no folded designs in {args.out / 'results.csv'}: run with --backends folded")
+    sweep = Sweep(cfg, args.out)
+
+    print("(a) datapath utilization = ideal cycles (dense MACs / ΣPE·SIMD) / measured II   [goal ≥ 0.8]")
+    for variant in sorted(folded["variant"].unique()):
+        for design_file in sorted((args.out / "bitstreams" / variant / "folded").glob("*/folded_design.json")):
+            u = design_utilization(design_file)
+            print(f"  {variant:26s} {u['design']:8s} MACs {u['macs']:>9,}  ΣPE·SIMD {u['pe_simd']:>5}  ideal "
+                  f"{u['ideal_cycles']:>9,.0f}  II {u['ii']:>9,.0f}  utilization {u['utilization']:.2f}")
+
+    print("(b) area × time: xc7 LUTs × II (cycles per field), folded vs da4ml fully parallel (II 1)")
+    rtl = df[(df["backend"] == "rtl") & df["lut"].notna() & ~df["estimate"].astype(str).str.lower().eq("true")]
+    for _, parallel in rtl.iterrows():
+        for _, row in folded[folded["variant"] == parallel["variant"]].dropna(subset=["lut"]).iterrows():
+            ratio = row["lut"] * row["ii_cycles"] / (parallel["lut"] * parallel["ii_cycles"])
+            print(f"  {row['variant']:26s} folded {row['lut']:>7,.0f} LUT × II {row['ii_cycles']:>6,.0f} vs "
+                  f"parallel {parallel['lut']:>7,.0f} × {parallel['ii_cycles']:.0f}: ratio {ratio:,.1f} "
+                  f"(folded uses {row['lut'] / parallel['lut']:.2f}× the LUTs)")
+    if rtl.empty:
+        print("  no fully parallel design built in this sweep (add rtl to backends)")
+
+    print("(c) accuracy-matched speed-up: placed fields/s over the FV solver at the coarsest grid as accurate")
+    placed = folded.dropna(subset=["fields_per_s", "nrmse"])
+    for dataset in sorted(placed["dataset"].unique()):
+        if dataset != "burgers":
+            print(f"  {dataset}: no solver timing here (Burgers only)")
+            continue
+        for _, row in placed[placed["dataset"] == dataset].iterrows():
+            match = solver_match(cfg, sweep, dataset, row["nrmse"])
+            if match["grid"] is None:
+                print(f"  {row['variant']}: no solver grid up to the data grid reaches nRMSE {row['nrmse']:.3g}")
+                continue
+            print(f"  {row['variant']:26s} II {row['ii_cycles']:>6,.0f} at {row['fmax_mhz']:.1f} MHz: "
+                  f"{row['fields_per_s']:>12,.0f} fields/s (nRMSE {row['nrmse']:.3g}); FV on {match['grid']} cells "
+                  f"(nRMSE {match['nrmse']:.3g}) {match['fields_per_s']:>10,.0f} fields/s: "
+                  f"{row['fields_per_s'] / match['fields_per_s']:,.1f}×")
+    if placed.empty:
+        print("  no placed folded design (ECP5 P&R) in this sweep")
+
+    print("(d) folded xc7 LUTs / FINN's analytic LUT estimate at the same target fields/s   [goal ≤ 1.0]")
+    finn = df[(df["backend"] == "finn") & df["lut"].notna()]
+    if finn.empty:
+        print("  FINN did not run in this sweep (install it: scripts/install_finn.sh; add finn to backends with "
+              "[finn] target_fps equal to a [folded] target)")
+    for _, estimate in finn.iterrows():
+        designs = json.loads((args.out / "bitstreams" / estimate["variant"] / "folded.json").read_text())["designs"]
+        same = [d for d in designs if d.get("target_fps") == cfg.finn.target_fps and d.get("lut")]
+        for design in same:
+            print(f"  {estimate['variant']:26s} at {cfg.finn.target_fps:,.0f} fields/s: folded {design['lut']:,} LUTs, "
+                  f"FINN estimate {estimate['lut']:,.0f}: ratio {design['lut'] / estimate['lut']:.2f}")
+        if not same:
+            print(f"  {estimate['variant']}: no folded design at [finn] target_fps {cfg.finn.target_fps:,.0f}")
+    variant = Variant.parse(folded["variant"].iloc[0])
+    print(f"(sweep {args.out}, {variant.dataset} {variant.arch} r{variant.resolution})")
+
+
+if __name__ == "__main__":
+    main()
