@@ -113,3 +113,19 @@ def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
     assert fifos["fifo_Quant_11_out0_1"] >= 3 * 16 and fifos["fifo_Quant_12_out0_1"] >= 3 * 64
     res = elaborate(build_dataflow(QGraph(folded_graphs["residual"])), {})
     assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [2 * 8 + 2]
+
+
+@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
+def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario):
+    """FNO2d's kron(I_8, F_y) DFT stages: an MVAU with F_y over 8× more rows, never the dense matrix."""
+    graph = QGraph(fno2d_qonnx(scenario))
+    df = build_dataflow(graph)
+    kron = [u for u in df.units if u.kind == "mvau" and u.params["kron"] > 1]
+    assert len(kron) == 4 and all(u.params["kron"] == 8 for u in kron)
+    matmuls = {n.name: n for n in graph.nodes if n.op_type == "MatMul"}
+    for u in kron:
+        dense = graph.consts[matmuls[u.name].input[1]]
+        assert dense.shape == (8 * u.params["K"], 8 * u.params["C"]) == (64, 8 * u.params["C"])
+        assert u.params["weights"].shape == (u.params["K"], u.params["C"])
+    x = edge_inputs(graph)
+    assert np.array_equal(int_model.run_values(graph, df, x), golden.run(graph, x))

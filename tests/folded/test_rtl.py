@@ -63,3 +63,13 @@ def test_tiny_fno_end_to_end(fno_l1_qonnx, tmp_path, scenario, folding):
     verdict = check(graph, design, x, seed=7)
     assert design.ii_cycles == design.predicted_ii == (1024 if not folding else 64)
     assert 0 < verdict["latency_cycles"] < 4 * design.predicted_ii + 1000
+
+
+def test_tiny_fno2d_with_block_diagonal_dft(fno2d_qonnx, tmp_path):
+    graph = QGraph(fno2d_qonnx("w4a4"))
+    from qpde.backends.folded import build_dataflow, optimize
+
+    folding = optimize(build_dataflow(graph), target_ii=512)
+    assert folding.target_met
+    design = build_folded(graph, tmp_path, folding.layers)
+    check(graph, design, edge_inputs(graph)[:40], seed=11)
