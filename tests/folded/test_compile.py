@@ -61,7 +61,8 @@ def test_mvau_parameters_from_types(folded_graphs):
 
 def test_transpose_and_shape_ops(folded_graphs):
     df = build_dataflow(QGraph(folded_graphs["transpose"]))
-    assert [(u.kind, u.params.get("R"), u.params.get("C")) for u in df.units] == [("transpose", 6, 4), ("map", None, None)]
+    units = [(u.kind, u.params.get("R"), u.params.get("C")) for u in df.units]
+    assert units == [("transpose", 6, 4), ("map", None, None)]
 
 
 def test_unsupported_op_is_refused_with_its_name(folded_graphs):

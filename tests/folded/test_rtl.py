@@ -11,7 +11,6 @@ Each test builds one Verilator model (~20–40 s on 2 shared cores): all are mar
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from qpde import golden

