@@ -115,3 +115,31 @@ def fno_round_qonnx(tmp_path_factory):
         return cache[scenario]
 
     return get
+
+
+R2D = 8  # FNO2d grid r×r
+
+
+@pytest.fixture(scope="session")
+def fno2d_qonnx(tmp_path_factory):
+    """scenario → QONNX path of a tiny FNO2d (8×8 grid, width 4, 3 modes, 2 layers, proj 8) whose
+    y-direction DFT stages are kron(I_8, F_y) matrices."""
+    import torch
+
+    from qpde.export import export_model
+    from qpde.models.fno import FNO2d, FNOConfig
+    from qpde.quant import parse_scenario
+    from tests.conftest import calibrated
+
+    root = tmp_path_factory.mktemp("fno2d")
+    cache = {}
+
+    def get(scenario: str) -> Path:
+        if scenario not in cache:
+            torch.manual_seed(0)
+            model = calibrated(FNO2d(R2D, FNOConfig(width=4, modes=3, layers=2, proj=8), parse_scenario(scenario)),
+                               R2D * R2D)
+            cache[scenario] = export_model(model, R2D * R2D, root / f"{scenario}.onnx")
+        return cache[scenario]
+
+    return get

@@ -75,7 +75,8 @@ def test_mvau_parameters_from_types(folded_graphs):
 
 def test_transpose_and_shape_ops(folded_graphs):
     df = build_dataflow(QGraph(folded_graphs["transpose"]))
-    assert [(u.kind, u.params.get("R"), u.params.get("C")) for u in df.units] == [("transpose", 6, 4), ("map", None, None)]
+    units = [(u.kind, u.params.get("R"), u.params.get("C")) for u in df.units]
+    assert units == [("transpose", 6, 4), ("map", None, None)]
 
 
 def test_unsupported_op_is_refused_with_its_name(folded_graphs):
@@ -127,3 +128,19 @@ def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
     assert fifos["fifo_Quant_11_out0_1"] >= 3 * 16 and fifos["fifo_Quant_12_out0_1"] >= 3 * 64
     res = elaborate(build_dataflow(QGraph(folded_graphs["residual"])), {})
     assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [2 * 8 + 2]
+
+
+@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
+def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario):
+    """FNO2d's kron(I_8, F_y) DFT stages: an MVAU with F_y over 8× more rows, never the dense matrix."""
+    graph = QGraph(fno2d_qonnx(scenario))
+    df = build_dataflow(graph)
+    kron = [u for u in df.units if u.kind == "mvau" and u.params["kron"] > 1]
+    assert len(kron) == 4 and all(u.params["kron"] == 8 for u in kron)
+    matmuls = {n.name: n for n in graph.nodes if n.op_type == "MatMul"}
+    for u in kron:
+        dense = graph.consts[matmuls[u.name].input[1]]
+        assert dense.shape == (8 * u.params["K"], 8 * u.params["C"]) and 64 in dense.shape  # r² = 64
+        assert u.params["weights"].shape == (u.params["K"], u.params["C"])
+    x = edge_inputs(graph)
+    assert np.array_equal(int_model.run_values(graph, df, x), golden.run(graph, x))

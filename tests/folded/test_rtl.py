@@ -11,7 +11,6 @@ Each test builds one Verilator model (~20–40 s on 2 shared cores): all are mar
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from qpde import golden
@@ -70,3 +69,13 @@ def test_round_half_up_fno_in_verilator(fno_round_qonnx, tmp_path):
     graph = QGraph(fno_round_qonnx("w4a4"))
     design = build_folded(graph, tmp_path, {"MatMul_4": {"pe": 4, "simd": 4}, "Add_8": {"lanes": 2}})
     check(graph, design, edge_inputs(graph), seed=11)
+
+
+def test_tiny_fno2d_with_block_diagonal_dft(fno2d_qonnx, tmp_path):
+    graph = QGraph(fno2d_qonnx("w4a4"))
+    from qpde.backends.folded import build_dataflow, optimize
+
+    folding = optimize(build_dataflow(graph), target_ii=512)
+    assert folding.target_met
+    design = build_folded(graph, tmp_path, folding.layers)
+    check(graph, design, edge_inputs(graph)[:40], seed=11)

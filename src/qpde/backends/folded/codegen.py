@@ -114,14 +114,14 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
     plist = ",\n".join(f"        .{k}({v})" for k, v in params)
     conns = ["        .clk(clk)", "        .rst(rst)"]
     for prefix, st in ports:
-        w = wire(df, st.name)
+        w = wire(st.name)
         conns += [f"        .{prefix}_valid({w}_valid)", f"        .{prefix}_ready({w}_ready)",
                   f"        .{prefix}_data({w}_data)"]
     return (f"    // {unit.kind} {unit.name}" + (f" ({', '.join(unit.nodes)})" if unit.nodes else "") + "\n"
             f"    qpde_{unit.kind} #(\n{plist}\n    ) u_{ident(unit.name)} (\n" + ",\n".join(conns) + "\n    );\n")
 
 
-def wire(df: Dataflow, stream: str) -> str:
+def wire(stream: str) -> str:
     return f"st_{ident(stream)}"
 
 
@@ -136,11 +136,12 @@ def top_verilog(df: Dataflow, name: str, mem_files: dict[str, list[str]]) -> str
              "    output wire m_valid,", "    input  wire m_ready,", f"    output wire [{w_out - 1}:0] m_data", ");"]
     for st in df.streams.values():
         if any(st.name in u.inputs or st.name in u.outputs for u in df.units):
-            w = wire(df, st.name)
+            w = wire(st.name)
             lines.append(f"    wire {w}_valid, {w}_ready;\n    wire [{st.lanes * st.type.width - 1}:0] {w}_data;")
-    wi, wo = wire(df, df.input), wire(df, df.output)
-    lines += [f"    assign {wi}_valid = s_valid;", f"    assign s_ready = {wi}_ready;", f"    assign {wi}_data = s_data;",
-              f"    assign m_valid = {wo}_valid;", f"    assign {wo}_ready = m_ready;", f"    assign m_data = {wo}_data;",
+    wi, wo = wire(df.input), wire(df.output)
+    lines += [f"    assign {wi}_valid = s_valid;", f"    assign s_ready = {wi}_ready;",
+              f"    assign {wi}_data = s_data;", f"    assign m_valid = {wo}_valid;",
+              f"    assign {wo}_ready = m_ready;", f"    assign m_data = {wo}_data;",
               ""]
     lines += [_instance(df, u, mem_files) for u in df.units]
     lines.append("endmodule\n")

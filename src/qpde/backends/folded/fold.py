@@ -148,7 +148,9 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
             unit = _limiting_neighbour(df, slowest, folding)
         grown = _grow(df, unit, folding[unit.name]) if unit is not None else None
         if grown is None:
-            note = f"{slowest} cannot be folded further ({ii} cycles per field)"
+            why = "; transposes and their width converters move one element per cycle" \
+                if unit is None or unit.kind not in ("mvau", "add", "map") else ""
+            note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
         trial = {**folding, unit.name: grown}
         macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v)

@@ -14,6 +14,7 @@ Anything else is a GraphError naming the node.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -270,6 +271,11 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     k, c = w.shape
     if shape(node.input[0])[-1] != k:
         raise GraphError(f"{_where(graph, node)}: input rows of {shape(node.input[0])[-1]} for a {k}×{c} weight")
+    rows = streams[s].numel // k
+    kron = _kron_factor(w)
+    if kron > 1:  # W = kron(I_n, B): B over n× more rows (a reshape of the stream), never the dense W
+        w = w[: k // kron, : c // kron]
+        k, c, rows = k // kron, c // kron, rows * kron
     prod_exp = x_t.exp + w_t.exp
     cur = node.output[0]
     bias, b_t = None, None
@@ -278,7 +284,11 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
         bias, b_t = _codes(graph, graph.add_const(nxt))
         if bias.size not in (1, c) or bias.shape[-1] != bias.size:
             raise GraphError(f"{_where(graph, nxt)}: bias of shape {bias.shape} is not one value per output column")
-        bias = np.broadcast_to(bias.reshape(-1), (c,)).copy()
+        bias = np.broadcast_to(bias.reshape(-1), (c * kron,)).copy()
+        if not np.array_equal(bias, np.tile(bias[:c], kron)):
+            raise GraphError(f"{_where(graph, nxt)}: bias of a block-diagonal weight kron(I_{kron}, B) is not the "
+                             "same for every block")
+        bias = bias[:c]
         chain.append(nxt)
         cur = nxt.output[0]
     cur, relu, quant = tail(cur, chain)
@@ -302,8 +312,25 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     acc_w = max(bound.bit_length() + 1, w_t.width + x_t.width + 1)
     check_shift(node, acc_w, rq)
     return Unit(node.name, "mvau", [s], [], {
-        "K": k, "C": c, "rows": streams[s].numel // k, "weights": w,
-        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias, "requant": rq}), cur, out_t
+        "K": k, "C": c, "rows": rows, "kron": kron, "weights": w,
+        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias,
+        "requant": rq}), cur, out_t
+
+
+def _kron_factor(w: np.ndarray) -> int:
+    """Largest n with w == kron(I_n, B) exactly (B = the top-left block), 1 if none."""
+    k, c = w.shape
+    ints = w.astype(np.int64)
+    g = math.gcd(k, c)
+    for n in sorted((d for d in range(2, g + 1) if g % d == 0), reverse=True):
+        kb, cb = k // n, c // n
+        # cheap necessary check first: everything off the diagonal blocks is zero
+        off = ints.reshape(n, kb, n, cb).copy()
+        diag = off[np.arange(n), :, np.arange(n), :].copy()  # [n, kb, cb]
+        off[np.arange(n), :, np.arange(n), :] = 0
+        if not off.any() and (diag == diag[0]).all():
+            return n
+    return 1
 
 
 def _transpose_split(graph: QGraph, node, in_shape: tuple[int, ...]) -> tuple[int, int] | None:

@@ -23,7 +23,7 @@ from qpde.backends.folded import model
 from qpde.backends.folded.codegen import MEM_DIR, testbench_cpp, write_project
 from qpde.backends.folded.compile import elaborate
 from qpde.backends.folded.fold import cycle_model, validate
-from qpde.backends.folded.graph import Dataflow, build_dataflow
+from qpde.backends.folded.graph import build_dataflow
 from qpde.errors import GraphError, ToolError
 from qpde.qgraph import FixedType, QGraph
 
@@ -219,7 +219,3 @@ def folded_verdict(graph: QGraph, design: FoldedDesign, x: np.ndarray, *, seed: 
         "predicted_ii": design.predicted_ii,
     }
 
-
-def dataflow_of(design: FoldedDesign, graph: QGraph) -> Dataflow:
-    """The elaborated graph a design was built from (same graph and folding)."""
-    return elaborate(build_dataflow(graph), design.folding)

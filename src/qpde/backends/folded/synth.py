@@ -1,4 +1,5 @@
-"""Yosys synthesis of a folded design (xc7 or ECP5) with memory inference left to Yosys.
+"""Yosys synthesis of a folded design (xc7 or ECP5) with memory inference left to Yosys. Place and
+route: `qpde.synth.pnr_ecp5(design, …, stream_top=True)` (the stream top itself, no wrapper).
 
 qpde.synth.synth_xilinx accepts a FoldedDesign too, but for designs with ROM images it runs
 `memory_map` first (da4ml's combinational tables need it), which turns every weight ROM, FIFO and
@@ -44,3 +45,4 @@ def synth_folded(design, out_dir: Path, *, target: str = "xc7", timeout_s: float
     result.update(cells=cells, seconds=round(seconds, 2), tool_version_full=version)
     (out_dir / f"synth_{target}.json").write_text(json.dumps(result, indent=2))
     return result
+

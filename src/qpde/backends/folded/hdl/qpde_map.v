@@ -1,5 +1,5 @@
 // A Quant (optionally after a ReLU: QMIN = max(qmin, 0)) that no MVAU or add absorbed: the L
-// lanes are requantized independently into an output register.
+// lanes are registered, then requantized independently into an output register.
 module qpde_map #(
     parameter L = 1,
     parameter IN_W = 8,
@@ -19,14 +19,16 @@ module qpde_map #(
     input  wire               m_ready,
     output reg  [L*OUT_W-1:0] m_data
 );
-    wire load = !m_valid || m_ready;
+    wire load = !m_valid || m_ready;  // the two-stage pipeline advances
     assign s_ready = load;
+    reg [L*IN_W-1:0] x_q;
+    reg v_q;
 
     wire [L*OUT_W-1:0] y;
     genvar g;
     generate
         for (g = 0; g < L; g = g + 1) begin : g_lane
-            wire [IN_W-1:0] x = s_data[g * IN_W +: IN_W];
+            wire [IN_W-1:0] x = x_q[g * IN_W +: IN_W];
             wire [IN_W:0] xs = {IN_SIGNED != 0 && x[IN_W-1], x};
             qpde_requant #(.IN_W(IN_W + 1), .RSHIFT(RSHIFT), .LSHIFT(LSHIFT), .OUT_W(OUT_W), .QMIN(QMIN), .QMAX(QMAX))
                 rq (.x(xs), .y(y[g * OUT_W +: OUT_W]));
@@ -34,8 +36,14 @@ module qpde_map #(
     endgenerate
 
     always @(posedge clk) begin
-        if (rst) m_valid <= 1'b0;
-        else if (load) m_valid <= s_valid;
-        if (s_valid && load) m_data <= y;
+        if (s_valid && load) x_q <= s_data;
+        if (load && v_q) m_data <= y;
+        if (rst) begin
+            v_q <= 1'b0;
+            m_valid <= 1'b0;
+        end else if (load) begin
+            v_q <= s_valid;
+            m_valid <= v_q;
+        end
     end
 endmodule

@@ -6,9 +6,9 @@
 // The accumulator is exact (ACC_W from the compiler's bound), starts at the bias (already at the
 // accumulator LSB) and is requantized like the next Quant.
 //
-// Pipeline: issue (ROM and row-buffer reads) -> accumulate -> requantized output register. The
-// whole pipeline advances when the output register is free (adv), so a stalled consumer freezes
-// it without losing a beat.
+// Pipeline: issue (ROM and row-buffer reads) -> memory outputs registered -> products registered
+// -> accumulate -> requantized output register. The whole pipeline advances when the output
+// register is free (adv), so a stalled consumer freezes it without losing a beat.
 module qpde_mvau #(
     parameter K = 4,
     parameter C = 4,
@@ -120,36 +120,70 @@ module qpde_mvau #(
         end
     end
 
-    // ---- stage 2: PE dot products of SIMD terms, accumulated exactly ----
-    reg [PE*ACC_W-1:0] dots;
-    reg signed [ACC_W-1:0] sum, wcode, xcode;
+    // ---- stage 2: memory outputs re-registered (a block RAM's clock-to-out is slow) ----
+    reg [PE*SIMD*WW-1:0] wq2;
+    reg [SIMD*IN_W-1:0] xq2;
+    reg [PE*ACC_W-1:0] bq2, bq3;
+    reg v2, first2, last2, v3, first3, last3, v4;
+    always @(posedge clk) begin
+        if (adv) begin
+            wq2 <= wq;
+            xq2 <= xq;
+            bq2 <= bq;
+            bq3 <= bq2;
+            first2 <= first1;
+            last2 <= last1;
+            first3 <= first2;
+            last3 <= last2;
+        end
+        if (rst) begin
+            v2 <= 1'b0;
+            v3 <= 1'b0;
+            v4 <= 1'b0;
+        end else if (adv) begin
+            v2 <= v1;
+            v3 <= v2;
+            v4 <= v3 && last3;
+        end
+    end
+
+    // ---- stage 3: the PE x SIMD products, registered (exact: PW = WW + IN_W + 1 bits) ----
+    localparam PW = WW + IN_W + 1;
+    reg [PE*SIMD*PW-1:0] prods, products;
+    reg signed [PW-1:0] wcode, xcode;
     integer p, j;
     always @* begin
-        for (p = 0; p < PE; p = p + 1) begin
-            sum = {ACC_W{1'b0}};
+        for (p = 0; p < PE; p = p + 1)
             for (j = 0; j < SIMD; j = j + 1) begin
-                // codes extended to ACC_W (the bound of every partial sum): the product is exact
-                wcode = {{(ACC_W - WW){wq[(p * SIMD + j) * WW + WW - 1]}}, wq[(p * SIMD + j) * WW +: WW]};
-                xcode = {{(ACC_W - IN_W){IN_SIGNED != 0 && xq[j * IN_W + IN_W - 1]}}, xq[j * IN_W +: IN_W]};
-                sum = sum + wcode * xcode;
+                wcode = {{(PW - WW){wq2[(p * SIMD + j) * WW + WW - 1]}}, wq2[(p * SIMD + j) * WW +: WW]};
+                xcode = {{(PW - IN_W){IN_SIGNED != 0 && xq2[j * IN_W + IN_W - 1]}}, xq2[j * IN_W +: IN_W]};
+                products[(p * SIMD + j) * PW +: PW] = wcode * xcode;
             end
-            dots[p * ACC_W +: ACC_W] = sum <<< PSHIFT;
+    end
+    always @(posedge clk) if (adv) prods <= products;
+
+    // ---- stage 4: PE sums of SIMD products, accumulated exactly (ACC_W bounds every partial sum) ----
+    reg [PE*ACC_W-1:0] dots;
+    reg signed [ACC_W-1:0] sum;
+    integer r, k;
+    always @* begin
+        for (r = 0; r < PE; r = r + 1) begin
+            sum = {ACC_W{1'b0}};
+            for (k = 0; k < SIMD; k = k + 1)
+                sum = sum + {{(ACC_W - PW){prods[(r * SIMD + k) * PW + PW - 1]}}, prods[(r * SIMD + k) * PW +: PW]};
+            dots[r * ACC_W +: ACC_W] = sum <<< PSHIFT;
         end
     end
 
     reg [PE*ACC_W-1:0] acc;
-    reg v2;
     integer q;
-    always @(posedge clk) begin
-        if (adv && v1)
+    always @(posedge clk)
+        if (adv && v3)
             for (q = 0; q < PE; q = q + 1)
-                acc[q * ACC_W +: ACC_W] <= (first1 ? bq[q * ACC_W +: ACC_W] : acc[q * ACC_W +: ACC_W])
+                acc[q * ACC_W +: ACC_W] <= (first3 ? bq3[q * ACC_W +: ACC_W] : acc[q * ACC_W +: ACC_W])
                                            + dots[q * ACC_W +: ACC_W];
-        if (rst) v2 <= 1'b0;
-        else if (adv) v2 <= v1 && last1;
-    end
 
-    // ---- stage 3: requantize the finished folds into the output register ----
+    // ---- stage 5: requantize the finished folds into the output register ----
     wire [PE*OUT_W-1:0] y;
     genvar g;
     generate
@@ -161,7 +195,7 @@ module qpde_mvau #(
 
     always @(posedge clk) begin
         if (rst) m_valid <= 1'b0;
-        else if (adv) m_valid <= v2;
-        if (adv && v2) m_data <= y;
+        else if (adv) m_valid <= v4;
+        if (adv && v4) m_data <= y;
     end
 endmodule

@@ -16,10 +16,11 @@ module qpde_transpose #(
     input  wire         m_ready,
     output reg  [W-1:0] m_data
 );
-    localparam [AB-1:0] LAST = R * C - 1;
-    localparam [AB-1:0] ROW = C;
-    localparam [AB-1:0] LAST_R = R - 1;
-    localparam [AB-1:0] LAST_C = C - 1;
+    localparam integer LASTI = R * C - 1, LAST_RI = R - 1, LAST_CI = C - 1, ROWI = C;
+    localparam [AB-1:0] LAST = LASTI[AB-1:0];
+    localparam [AB-1:0] ROW = ROWI[AB-1:0];
+    localparam [AB-1:0] LAST_R = LAST_RI[AB-1:0];
+    localparam [AB-1:0] LAST_C = LAST_CI[AB-1:0];
 
     reg [W-1:0] mem [0:(2 << AB) - 1];
     reg [AB-1:0] waddr, raddr, r, c;
