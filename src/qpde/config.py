@@ -115,6 +115,7 @@ class FoldedConfig:
     nextpnr-ecp5 + ecppack (Fmax, bitstream) where the design fits the caps."""
 
     target_fps: tuple[float, ...] = (100_000.0,)  # fields/s per design, at clock_mhz (one design each)
+    scenarios: tuple[str, ...] | None = None  # build only these (None: every quantized scenario)
     clock_mhz: float = 100.0  # the clock the optimizer assumes, and nextpnr's target
     max_pe_simd: int | None = None  # multiplier budget: Σ PE·SIMD over the matrix–vector units
     xilinx_family: str = "xc7"
@@ -294,7 +295,7 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
         bad = [n for n in name if n not in allowed]
         if bad:
             raise ConfigError(f"{where}: {key} {bad} not supported; choose from {list(allowed)}")
-    for scenario in cfg.scenarios:
+    for scenario in cfg.scenarios + (cfg.folded.scenarios or ()):
         parse_scenario(scenario)
     for dataset, data in cfg.data.items():
         _validate_data(dataset, data, where)

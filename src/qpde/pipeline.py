@@ -480,6 +480,10 @@ class Sweep:
                           "folded")
 
         def make():
+            if self.cfg.folded.scenarios is not None and variant.scenario not in self.cfg.folded.scenarios:
+                _write_json(path, {"designs": [{"target": "none (not built)", "note": (
+                    f"not built: {variant.scenario} is not in [folded] scenarios {list(self.cfg.folded.scenarios)}")}]})
+                return
             start = time.perf_counter()
             test, _ = self.split(variant.dataset, "test")
             rows = run_folded(QGraph(onnx_path), self.layout.bitstreams(variant) / "folded",
