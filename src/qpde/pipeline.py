@@ -636,7 +636,10 @@ def run_sweep(
     if problems is not None:
         problems.extend(found)
     _write_json(root / "sim" / "stage_times.json", sweep.times.seconds)
-    _write_json(root / "sim" / "problems.json", [dataclasses.asdict(p) for p in found])
+    listed = root / "sim" / "problems.json"
+    payload = [dataclasses.asdict(p) for p in found]
+    if not listed.is_file() or json.loads(listed.read_text()) != payload:  # unchanged: left as it was
+        _write_json(listed, payload)
     return write_report(root, [v.id for v in variants])
 
 
