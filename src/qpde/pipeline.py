@@ -724,11 +724,11 @@ def _run_parallel(cfg, root, variants, executor, workers, ray_address, on_varian
 
 def _run_local(cfg, root, ids, workers, on_variant, job) -> dict[str, dict]:
     """A process pool; a worker that dies (segfault, OOM kill) breaks the pool, so the variants it
-    took down are rerun one per fresh process: the one that dies again is recorded as such, the
-    others finish from their cached stages."""
+    took down are rerun one per fresh process (still `workers` at a time): the one that dies again
+    is recorded as such, the others finish from their cached stages."""
     import multiprocessing
     import threading
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker (fork after torch can hang)
@@ -760,11 +760,14 @@ def _run_local(cfg, root, ids, workers, on_variant, job) -> dict[str, dict]:
                     results[vid] = _died(vid, f"worker failed: {type(exc).__name__}: {exc}")
                 if on_variant and queue is None:
                     on_variant(Variant.parse(vid), "done")
-        for vid in sorted(broken, key=ids.index):
-            log.warning("%s: its worker pool broke (a worker died); rerunning it alone", vid)
-            results[vid] = _isolated(cfg, str(root), vid, job)
-            if on_variant:
-                on_variant(Variant.parse(vid), "done")
+        broken.sort(key=ids.index)
+        if broken:
+            log.warning("a worker died and broke the pool; rerunning %s one per process", ", ".join(broken))
+        with ThreadPoolExecutor(workers or os.cpu_count()) as threads:  # each thread waits on its own process
+            for vid, result in zip(broken, threads.map(lambda v: _isolated(cfg, str(root), v, job), broken)):
+                results[vid] = result
+                if on_variant:
+                    on_variant(Variant.parse(vid), "done")
     finally:
         if manager is not None:
             queue.put(None)
