@@ -180,6 +180,7 @@ def _crashing_job(cfg, root, variant_id, stages=None):
     return {"times": {"train": 1.0}, "problems": []}
 
 
+@pytest.mark.slow  # ~40 s on 2 busy cores: five spawned interpreters import torch
 def test_dead_worker_becomes_its_variants_row_and_the_sweep_goes_on(tmp_path):
     from qpde.config import Variant
 

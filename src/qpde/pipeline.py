@@ -511,6 +511,8 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
         log.error("%s: %s", variant.id, problem.reason)
         error.parent.mkdir(parents=True, exist_ok=True)
         error.write_text(problem.reason)
+        if announce:
+            announce(variant, "done")
         return {"times": dict(sweep.times.seconds), "problems": [dataclasses.asdict(problem)]}
     if not parse_scenario(variant.scenario).is_float:
         stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "finn": sweep.finn}
