@@ -180,10 +180,11 @@ def _crashing_job(cfg, root, variant_id, stages=None):
     return {"times": {"train": 1.0}, "problems": []}
 
 
+@pytest.mark.slow  # ~40 s on 2 busy cores: five spawned interpreters import torch
 def test_dead_worker_becomes_its_variants_row_and_the_sweep_goes_on(tmp_path):
     from qpde.config import Variant
 
-    cfg = load_config(tiny_config(tmp_path, ("w4a4", "w4a8", "w8a8", "w8a16")))
+    cfg = load_config(tiny_config(tmp_path, ("w4a4", "w4a8", "w8a8")))
     variants = cfg.variants()
     results = pipeline._run_parallel(cfg, tmp_path, variants, "local", 2, None, None, job=_crashing_job)
     assert set(results) == {v.id for v in variants}

@@ -562,6 +562,8 @@ def run_variant(sweep: Sweep, variant: Variant, backends: tuple[str, ...], annou
         log.error("%s: %s", variant.id, problem.reason)
         error.parent.mkdir(parents=True, exist_ok=True)
         error.write_text(problem.reason)
+        if announce:
+            announce(variant, "done")
         return {"times": dict(sweep.times.seconds), "problems": [dataclasses.asdict(problem)]}
     if not parse_scenario(variant.scenario).is_float:
         stages = {"hls4ml": sweep.hls4ml, "rtl": sweep.rtl, "folded": sweep.folded, "finn": sweep.finn}
@@ -714,7 +716,10 @@ def run_sweep(
     if problems is not None:
         problems.extend(found)
     _write_json(root / "sim" / "stage_times.json", sweep.times.seconds)
-    _write_json(root / "sim" / "problems.json", [dataclasses.asdict(p) for p in found])
+    listed = root / "sim" / "problems.json"
+    payload = [dataclasses.asdict(p) for p in found]
+    if not listed.is_file() or json.loads(listed.read_text()) != payload:  # unchanged: left as it was
+        _write_json(listed, payload)
     return write_report(root, [v.id for v in variants])
 
 
@@ -799,11 +804,11 @@ def _run_parallel(cfg, root, variants, executor, workers, ray_address, on_varian
 
 def _run_local(cfg, root, ids, workers, on_variant, job) -> dict[str, dict]:
     """A process pool; a worker that dies (segfault, OOM kill) breaks the pool, so the variants it
-    took down are rerun one per fresh process: the one that dies again is recorded as such, the
-    others finish from their cached stages."""
+    took down are rerun one per fresh process (still `workers` at a time): the one that dies again
+    is recorded as such, the others finish from their cached stages."""
     import multiprocessing
     import threading
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker (fork after torch can hang)
@@ -835,11 +840,14 @@ def _run_local(cfg, root, ids, workers, on_variant, job) -> dict[str, dict]:
                     results[vid] = _died(vid, f"worker failed: {type(exc).__name__}: {exc}")
                 if on_variant and queue is None:
                     on_variant(Variant.parse(vid), "done")
-        for vid in sorted(broken, key=ids.index):
-            log.warning("%s: its worker pool broke (a worker died); rerunning it alone", vid)
-            results[vid] = _isolated(cfg, str(root), vid, job)
-            if on_variant:
-                on_variant(Variant.parse(vid), "done")
+        broken.sort(key=ids.index)
+        if broken:
+            log.warning("a worker died and broke the pool; rerunning %s one per process", ", ".join(broken))
+        with ThreadPoolExecutor(workers or os.cpu_count()) as threads:  # each thread waits on its own process
+            for vid, result in zip(broken, threads.map(lambda v: _isolated(cfg, str(root), v, job), broken)):
+                results[vid] = result
+                if on_variant:
+                    on_variant(Variant.parse(vid), "done")
     finally:
         if manager is not None:
             queue.put(None)
