@@ -26,34 +26,11 @@ from qpde.errors import (
     EXIT_BAD_INPUT, EXIT_CODES, EXIT_FAILURE, EXIT_MISMATCH, ConfigError, DataError, GraphError, LockError,
     MismatchError, QpdeError, ToolError, exit_code,
 )
+from tests.test_pipeline import TINY_SWEEP
 
 runner = CliRunner()
 
-TINY = """
-name = "tiny"
-datasets = ["burgers"]
-archs = ["fno"]
-scenarios = {scenarios}
-resolutions = [16]
-backends = ["hls4ml"]
-
-[data.burgers]
-samples = 10
-resolution = 32
-seed = 1
-params = {{ nu = 0.05, n_times = 5 }}
-
-[fno]
-width = 4
-modes = 4
-layers = 1
-proj = 8
-
-[train]
-epochs = 2
-qat_epochs = 2
-batch_size = 8
-"""
+TINY = TINY_SWEEP  # the tiny sweep of the pipeline tests, with `extra` TOML appended below
 
 
 def tiny_config(tmp_path: Path, scenarios=("fp32", "w4a8"), extra: str = "") -> Path:
