@@ -197,7 +197,7 @@ def train_variant(
         epochs, lr = cfg.qat_epochs, cfg.qat_lr
     history = fit(
         model, train, val, epochs=epochs, lr=lr, batch_size=cfg.batch_size, seed=cfg.seed, label=variant.id,
-        device=cfg.device, keep_best=not parse_scenario(variant.scenario).is_float,
+        device=cfg.device,
     )
     return save_checkpoint(out, model, variant, shape, history, quant)
 
