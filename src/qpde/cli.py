@@ -64,7 +64,7 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Processes for --executor local (default: cores).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,
     device: Annotated[str | None, typer.Option(
-        help="Training device: auto (CUDA when available), cpu or cuda; overrides [train] device.")] = None,
+        help="Training device: auto (CUDA when available), cpu or cuda; overrides the config's train.device.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report."""
