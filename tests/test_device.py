@@ -84,3 +84,17 @@ def test_state_width_is_never_below_the_activation_bits():
     assert parse_scenario("w4a8").with_options("round", 16).state_width == 16
     assert parse_scenario("w8a32").with_options("round", 16).state_width == 32
     assert parse_scenario("w4a8").state_width == 8  # no [quant]: the activation width (old checkpoints)
+
+
+def test_keep_best_restores_the_epoch_with_the_lowest_validation_mse():
+    torch.manual_seed(0)
+    model = build_model("fno", 16, SHAPE, "w4a8", quant=QUANT)
+    val = _pairs(8, seed=1)
+    history = fit(model, _pairs(), val, epochs=4, lr=3e-2, batch_size=8, seed=0, label="t", device="cpu",
+                  keep_best=True)
+    kept = [h for h in history if h.get("kept")]
+    assert len(kept) == 1 and kept[0]["val_mse"] == min(h["val_mse"] for h in history)
+    model.eval()
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss(model(torch.from_numpy(val[0])), torch.from_numpy(val[1])).item()
+    assert mse == kept[0]["val_mse"]

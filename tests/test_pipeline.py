@@ -161,7 +161,9 @@ def test_run_with_rtl_backend_builds_verifies_synthesizes_and_places(tmp_path):
     config = tmp_path / "rtl.toml"
     config.write_text(TINY_SWEEP.format(scenarios=json.dumps(["fp32", "w4a4", "w8a16", "w8a32"]))
                       .replace("width = 4", "width = 2").replace("modes = 4", "modes = 2").replace("proj = 8", "proj = 4")
-                      + "\n[rtl]\nmax_lut = 10000\n")
+                      + "\n[rtl]\nmax_lut = 10000\n"
+                      # the widths the size claims below were measured with (FLOOR, state at aY)
+                      + "\n[quant]\nrounding = \"floor\"\nstate_bits = 0\n")
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(config), "--out", str(out), "--backends", "rtl", "--executor", "serial"])
     assert result.exit_code == 0, result.output

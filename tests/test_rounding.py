@@ -202,3 +202,23 @@ def test_per_channel_weight_scales_are_exact(scenario, tmp_path):
     assert np.array_equal(predict(graph, trace_graph(graph), x), golden.run(graph, x))
     if scenario == "w4a4":
         assert_csim_exact(graph, tmp_path / "hls", x)
+
+
+@pytest.mark.parametrize("arch,shape", [("transformer", {"dim": 4, "layers": 1, "mlp": 8}),
+                                        ("unet", {"depth": 1, "features": 4, "kernel": 3})])
+def test_round_export_of_transformer_and_unet_is_exact(arch, shape, tmp_path):
+    """Round-half-up in the other architectures: half LSBs after activation MatMuls and power-of-two
+    Muls (Transformer: the extension layer, then a scale-1 BatchNormalization), in Conv biases
+    before ReLUs (UNet) and after the residual add; Brevitas == golden and C-sim == golden."""
+    from qpde.train import build_model
+
+    torch.manual_seed(0)
+    model = calibrated(build_model(arch, 16, shape, "w4a8", 1, {"rounding": "round", "state_bits": 16}), 16)
+    path = export_model(model, 16, tmp_path / f"{arch}.qonnx.onnx")
+    graph = QGraph(path)
+    x = edge_inputs(graph)
+    with torch.no_grad():
+        brevitas = model(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
+    assert max(t.max_abs.bit_length() for t in graph.types.values() if t) <= 24  # float32 is exact here
+    assert np.array_equal(golden.run(graph, x), brevitas)
+    assert_csim_exact(graph, tmp_path / "hls", x[:40])

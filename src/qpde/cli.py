@@ -83,7 +83,7 @@ def run(
     wait: Annotated[bool, typer.Option(
         "--wait", help="If another qpde process holds --out, wait for it instead of refusing.")] = False,
     device: Annotated[str | None, typer.Option(
-        help="Training device: auto (CUDA when available), cpu or cuda; overrides [train] device.")] = None,
+        help="Training device: auto (CUDA when available), cpu or cuda; overrides the config's train.device.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report.

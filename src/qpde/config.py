@@ -63,7 +63,7 @@ class QuantConfig:
     (a scenario wXaY names the weights and the internal activations); never narrower than aY."""
 
     rounding: str = "round"
-    state_bits: int | None = DEFAULT_STATE_BITS
+    state_bits: int | None = DEFAULT_STATE_BITS  # 0: the scenario's activation bits (the state is not separate)
     weight_scaling: str = "tensor"  # or "channel": a power-of-two scale per output channel (exact everywhere)
 
 

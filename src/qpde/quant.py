@@ -68,7 +68,7 @@ class QuantSpec:
                      weight_scaling: str = "tensor") -> QuantSpec:
         """The same scenario with a rounding, a state width and a weight scaling (checked)."""
         check_quant_options(rounding, state_bits, weight_scaling)
-        return QuantSpec(self.name, self.w_bits, self.a_bits, rounding, state_bits, weight_scaling)
+        return QuantSpec(self.name, self.w_bits, self.a_bits, rounding, state_bits or None, weight_scaling)
 
     @property
     def cost_bits(self) -> tuple[int, int]:
@@ -95,10 +95,10 @@ def check_quant_options(rounding: str, state_bits: int | None, weight_scaling: s
     if rounding not in ROUNDINGS:
         raise ConfigError(f"[quant] rounding {rounding!r}: use one of {', '.join(ROUNDINGS)}")
     if state_bits is not None and (isinstance(state_bits, bool) or not isinstance(state_bits, int)
-                                   or not 2 <= state_bits <= 24):
+                                   or not (state_bits == 0 or 2 <= state_bits <= 24)):
         # 24: the state is an accumulator operand in every backend; wider states would push the
         # residual add and the lift's products towards float64's 53-bit exactness bound.
-        raise ConfigError(f"[quant] state_bits {state_bits!r}: an integer in 2..24 (or omit it: the activation bits)")
+        raise ConfigError(f"[quant] state_bits {state_bits!r}: an integer in 2..24, or 0 for the activation bits")
 
 
 class WeightQuant(Int8WeightPerTensorFixedPoint):

@@ -76,23 +76,25 @@ def fit(
     seed: int,
     label: str,
     device: str | torch.device = "cpu",
+    keep_best: bool = False,
 ) -> list[dict]:
     """Adam + cosine decay on MSE; returns per-epoch train/val losses. Deterministic for a seed on
     the CPU: one thread, so every executor (serial, process pool, Ray) trains bit-identical models.
     On CUDA the model and the batches live on the GPU (the same code path; results may differ from
-    the CPU's in the last bits); the model is returned on the CPU either way."""
+    the CPU's in the last bits); the model is returned on the CPU either way. keep_best: the model
+    ends with the weights (and quantizer scales) of the epoch with the lowest validation MSE."""
     device = resolve_device(device) if isinstance(device, str) else device
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return _fit(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, label=label,
-                    device=device)
+                    device=device, keep_best=keep_best)
     finally:
         model.to("cpu")
         torch.set_num_threads(threads)
 
 
-def _fit(model, train, val, *, epochs, lr, batch_size, seed, label, device) -> list[dict]:
+def _fit(model, train, val, *, epochs, lr, batch_size, seed, label, device, keep_best=False) -> list[dict]:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)  # batch order drawn on the CPU: the same on any device
     model.to(device)
@@ -102,6 +104,7 @@ def _fit(model, train, val, *, epochs, lr, batch_size, seed, label, device) -> l
     steps_per_epoch = max(1, len(x) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     history = []
+    best = (float("inf"), None)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"train {label}", total=epochs)
         for epoch in range(epochs):
@@ -122,8 +125,13 @@ def _fit(model, train, val, *, epochs, lr, batch_size, seed, label, device) -> l
             if not np.isfinite(val_loss):
                 raise QpdeError(f"training {label} diverged at epoch {epoch} (val loss {val_loss})")
             history.append({"epoch": epoch, "train_mse": total / steps_per_epoch, "val_mse": val_loss})
+            if keep_best and val_loss < best[0]:
+                best = (val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()})
             progress.advance(task)
-    log.info("%s: val mse %.3g after %d epochs", label, history[-1]["val_mse"], epochs)
+    if keep_best and best[1] is not None:
+        model.load_state_dict(best[1])
+        history[int(np.argmin([h["val_mse"] for h in history]))]["kept"] = True
+    log.info("%s: val mse %.3g after %d epochs", label, min(h["val_mse"] for h in history), epochs)
     return history
 
 
