@@ -76,7 +76,8 @@ def run(
     archs: Annotated[str | None, typer.Option(help="Comma list overriding the config's architectures.")] = None,
     scenarios: Annotated[str | None, typer.Option(help="Comma list, e.g. fp32,w4a8,w8a8.")] = None,
     resolutions: Annotated[str | None, typer.Option(help="Comma list of model resolutions, e.g. 64,32.")] = None,
-    backends: Annotated[str | None, typer.Option(help="Comma list of hardware backends: hls4ml, rtl (fully parallel), folded (streaming, PE×SIMD), finn.")] = None,
+    backends: Annotated[str | None, typer.Option(
+        help="Comma list of hardware backends: hls4ml, rtl (fully parallel), folded (streaming, PE×SIMD), finn.")] = None,
     executor: Annotated[str, typer.Option(help="serial, local (process pool) or ray.")] = "local",
     workers: Annotated[int | None, typer.Option(min=1, help="Processes for --executor local (default: cores).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")] = None,
