@@ -68,7 +68,7 @@ def test_mvau_parameters_from_types(folded_graphs):
     assert np.array_equal(p["bias"].astype(np.int64), np.floor(bias).astype(np.int64))
     x_max = 8  # 4-bit signed input codes
     bound = max(int(np.abs(p["weights"][:, j]).sum()) * x_max + abs(int(p["bias"][j])) for j in range(6))
-    assert p["acc_w"] == max(bound.bit_length() + 1, p["w_width"] + 4 + 1)
+    assert p["acc_w"] == max(bound.bit_length() + 1, p["w_width"] + 4 + 2)
     out = build_dataflow(graph).unit("mm2").params["requant"]
     assert (out.lo, out.hi) == (-7, 7)  # narrow signed output
 

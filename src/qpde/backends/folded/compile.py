@@ -79,9 +79,9 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
     streams = {name: replace(s) for name, s in df.streams.items()}
     producers = {s: u for u in df.units for s in u.outputs}
     for name, s in streams.items():
-        if name == df.input:
-            first = df.consumers(name)[0]
-            s.lanes = in_lanes(first, par[first.name])
+        if name == df.input:  # as wide as its first consumer reads (1 when it goes straight out)
+            first = next(iter(df.consumers(name)), None)
+            s.lanes = in_lanes(first, par[first.name]) if first is not None else 1
         else:
             u = producers[name]
             s.lanes = out_lanes(u, par[u.name])

@@ -23,7 +23,7 @@ from qpde.errors import GraphError
 from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
 
 BACKEND = "folded"
-MAX_SHIFTED_BITS = 64  # qpde_requant's input after its left shift (Verilog parameters are 64-bit)
+MAX_SHIFTED_BITS = 63  # qpde_requant's input after its left shift, plus its spare bit: 64-bit parameters
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,8 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     bound = max(int(col_abs[j]) * x_t.max_abs << pshift for j in range(c))
     if bias is not None:
         bound = max((int(col_abs[j]) * x_t.max_abs << pshift) + abs(int(bias[j])) for j in range(c))
-    acc_w = max(bound.bit_length() + 1, w_t.width + x_t.width + 1)
+    # at least one bit above a product's width: the MVAU sign-extends products with a non-empty replication
+    acc_w = max(bound.bit_length() + 1, w_t.width + (0 if w_t.signed else 1) + x_t.width + 2)
     check_shift(node, acc_w, rq)
     return Unit(node.name, "mvau", [s], [], {
         "K": k, "C": c, "rows": rows, "kron": kron, "weights": w,

@@ -2,7 +2,7 @@
 // shift floors) and saturate to [QMIN, QMAX]. A ReLU before it is QMIN = max(qmin, 0): clipping
 // commutes with the monotone floor. The input is a signed integer code; the output keeps the low
 // OUT_W bits of the clipped value (two's complement, or plain binary when QMIN >= 0).
-// Needs IN_W + LSHIFT <= 64 and OUT_W < 64 (the compiler checks).
+// Needs IN_W + LSHIFT < 64 and OUT_W < 64 (the compiler checks).
 module qpde_requant #(
     parameter IN_W = 16,
     parameter RSHIFT = 0,
@@ -14,8 +14,9 @@ module qpde_requant #(
     input  wire [IN_W-1:0]  x,
     output wire [OUT_W-1:0] y
 );
-    // TW holds the scaled input and both bounds (an unsigned QMAX needs OUT_W + 1 signed bits).
-    localparam TW = IN_W + LSHIFT > OUT_W ? IN_W + LSHIFT : OUT_W + 1;
+    // TW holds the scaled input and both bounds (an unsigned QMAX needs OUT_W + 1 signed bits); one
+    // spare bit keeps the sign extension's replication count positive (Verilog-2005 has no {0{..}}).
+    localparam TW = (IN_W + LSHIFT > OUT_W ? IN_W + LSHIFT : OUT_W) + 1;
     localparam signed [TW-1:0] LO = QMIN[TW-1:0];
     localparam signed [TW-1:0] HI = QMAX[TW-1:0];
     wire signed [TW-1:0] wide = {{(TW - IN_W){x[IN_W-1]}}, x};
