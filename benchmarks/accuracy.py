@@ -50,14 +50,14 @@ def main() -> None:
         print(f"| scenario | one-step nRMSE | ratio | rollout nRMSE | ratio | BOPs | BOPs ratio |")
         print("|---|---|---|---|---|---|---|")
         for scenario, m in by_scenario.items():
-            def ratio(key):
+            def ratio(key, fmt=".2f"):
                 if ref is None or m.get(key) is None or not ref.get(key):
                     return ""
-                return f"{m[key] / ref[key]:.2f}"
+                return format(m[key] / ref[key], fmt)
             rollout = m.get("rollout_nrmse")
             print(f"| {scenario} | {m['nrmse']:.4g} | {ratio('nrmse')} | "
                   f"{'' if rollout is None else f'{rollout:.4g}'} | {ratio('rollout_nrmse')} | "
-                  f"{m['bops']:.3g} | {ratio('bops')} |")
+                  f"{m['bops']:.3g} | {ratio('bops', '.3g')} |")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,18 @@ def test_keep_best_restores_the_epoch_with_the_lowest_validation_mse():
     with torch.no_grad():
         mse = torch.nn.functional.mse_loss(model(torch.from_numpy(val[0])), torch.from_numpy(val[1])).item()
     assert mse == kept[0]["val_mse"]
+
+
+def test_ray_worker_refuses_an_out_folder_it_cannot_see(tmp_path):
+    """--executor ray writes a marker in --out; a worker that does not see it (no shared file
+    system at the same path) refuses with a clear error instead of writing elsewhere."""
+    from qpde.pipeline import MARKER, _check_shared_root
+
+    with pytest.raises(ConfigError, match="shared at the same path"):
+        _check_shared_root(str(tmp_path), "abc")
+    (tmp_path / MARKER).write_text("other")
+    with pytest.raises(ConfigError, match="differs"):
+        _check_shared_root(str(tmp_path), "abc")
+    (tmp_path / MARKER).write_text("abc")
+    _check_shared_root(str(tmp_path), "abc")
+    _check_shared_root(str(tmp_path / "nowhere"), None)  # local executors: no check
