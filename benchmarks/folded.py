@@ -131,8 +131,9 @@ def main() -> None:
     print("(d) folded xc7 LUTs / FINN's analytic LUT estimate at the same target fields/s   [goal ≤ 1.0]")
     finn = df[(df["backend"] == "finn") & df["lut"].notna()]
     if finn.empty:
-        print("  FINN did not run in this sweep (install it: scripts/install_finn.sh; add finn to backends with "
-              "[finn] target_fps equal to a [folded] target)")
+        print("  no FINN LUT estimate in this sweep: FINN did not run or did not convert the model (its rows' "
+              "notes say which; install: scripts/install_finn.sh; add finn to backends with [finn] target_fps "
+              "equal to a [folded] target)")
     for _, estimate in finn.iterrows():
         designs = json.loads((args.out / "bitstreams" / estimate["variant"] / "folded.json").read_text())["designs"]
         same = [d for d in designs if d.get("target_fps") == cfg.finn.target_fps and d.get("lut")]
