@@ -186,7 +186,7 @@ class Variant:
 
 # Smallest allowed value of numeric config fields (by field name); every other int must be ≥ 1 and
 # every other float > 0: a zero reuse factor, negative epochs or a zero learning rate is a typo.
-MINIMUM = {"seed": 0, "depth": 0, "pnr_max_lut": 0}
+MINIMUM = {"seed": 0, "depth": 0, "pnr_max_lut": 0, "state_bits": 0}  # state_bits 0: the activation width
 CHOICES = {(HLSConfig, "backend"): ("Vitis", "Vivado"), (HLSConfig, "strategy"): ("auto", "Latency", "Resource")}
 
 
