@@ -64,7 +64,7 @@ def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -
             rtlsim_mismatches=verdict["mismatching_samples"], latency_cycles=verdict["latency_cycles"],
             ii_cycles=round(verdict["ii_cycles"]), design=folder.name, target_fps=target,
             note=f"target {target:,.0f} fields/s at {cfg.clock_mhz:g} MHz {met}; latency and II measured in "
-                 "Verilator",
+                 "Verilator; Yosys counts not yet checked by a post-synthesis simulation (docs/folded.md)",
         )
         if cfg.pnr:
             _place(design, folder, cfg, row, pnr_ecp5)
