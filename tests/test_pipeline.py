@@ -144,6 +144,8 @@ def test_run_with_finn_backend(tmp_path):
     if not available:
         pytest.skip(f"FINN not installed: run scripts/install_finn.sh ({why})")
     config = _write(tmp_path, ["fp32", "w4a4"])
+    # FINN makes thresholds only of FLOOR quantizers of ≤ 8 bits: no round-half-up, no 16-bit state.
+    config.write_text(config.read_text() + '\n[quant]\nrounding = "floor"\nstate_bits = 0\n')
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(config), "--out", str(out), "--backends", "hls4ml,finn",
                                  "--executor", "serial"])
