@@ -79,3 +79,26 @@ def test_tiny_fno2d_with_block_diagonal_dft(fno2d_qonnx, tmp_path):
     assert folding.target_met
     design = build_folded(graph, tmp_path, folding.layers)
     check(graph, design, edge_inputs(graph)[:40], seed=11)
+
+
+def test_a_one_lsb_weight_fault_fails_the_flow(fno_l1_qonnx, tmp_path, monkeypatch):
+    """Fault injection: one weight of a built design off by one LSB (its ROM image edited after
+    generation) must make Verilator disagree with the golden, and run_folded raise MismatchError
+    before any synthesis (the sweep then exits 1 naming the variant)."""
+    from qpde.backends.folded import flow
+    from qpde.config import FoldedConfig
+    from qpde.errors import MismatchError
+
+    def faulty_build(graph, out_dir, folding):
+        design = build_folded(graph, out_dir, folding)
+        rom = out_dir / "src" / "memfiles" / "MatMul_0_w.mem"
+        words = rom.read_text().split()
+        words[0] = f"{int(words[0], 16) ^ 1:0{len(words[0])}x}"  # lane 0's weight code ± 1
+        rom.write_text("\n".join(words) + "\n")
+        return design
+
+    monkeypatch.setattr(flow, "build_folded", faulty_build)
+    monkeypatch.setattr(flow, "synth_folded", lambda *a, **k: pytest.fail("a design that differs was synthesized"))
+    graph = QGraph(fno_l1_qonnx("w4a4"))
+    with pytest.raises(MismatchError, match="Verilator differs from the golden"):
+        flow.run_folded(graph, tmp_path, edge_inputs(graph), FoldedConfig(target_fps=(1e6,), pnr=False))
