@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -320,6 +321,8 @@ class Sweep:
         def make():
             start = time.perf_counter()
             graph = QGraph(onnx_path)
+            # A run killed mid-compile leaves half-written objects that the next compile would link.
+            shutil.rmtree(self.layout.hls(variant), ignore_errors=True)
             project = build_project(graph, self.layout.hls(variant), self.cfg.hls)
             self.times.add("hls_build", start)
             start = time.perf_counter()
