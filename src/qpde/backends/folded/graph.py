@@ -8,7 +8,10 @@ Fusion (every integer parameter derived from QGraph's exact types and constants)
 - MatMul(activation @ constant K×C) [+ Add constant bias] [+ Relu] [+ Quant] → one ``mvau``;
 - Add(activation, activation) [+ Add uniform constant] [+ Relu] [+ Quant] → ``add``;
 - Transpose swapping two groups of axes → ``transpose`` [R, C] → [C, R];
-- a Quant or Relu [+ Quant] that nothing absorbed → ``map``.
+- a Quant or Relu [+ Quant] that nothing absorbed → ``map``;
+- 1-D spatial ops on channels-last streams (see ``_spatial``): Conv [+ Relu] [+ Quant] → ``swu`` (a
+  sliding window; none for kernel 1) + ``mvau``; MaxPool 2 → ``pool``; nearest ×2 Resize →
+  ``upsample``; Concat on channels → ``concat``.
 Anything else is a GraphError naming the node.
 """
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qpde.errors import GraphError
-from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
+from qpde.qgraph import SHAPE_OPS, SPATIAL_OPS, FixedType, QGraph
 
 BACKEND = "folded"
 MAX_SHIFTED_BITS = 63  # qpde_requant's input after its left shift, plus its spare bit: 64-bit parameters
@@ -57,7 +60,7 @@ class Stream:
 @dataclass
 class Unit:
     name: str  # the layer name: the QGraph node that anchors the unit (MatMul, Add, Transpose, …)
-    kind: str  # mvau | add | map | transpose | fork | fifo | dwc
+    kind: str  # mvau | add | map | transpose | swu | pool | upsample | concat | fork | fifo | dwc
     inputs: list[str]
     outputs: list[str]
     params: dict = field(default_factory=dict)
@@ -153,11 +156,12 @@ def build_dataflow(graph: QGraph) -> Dataflow:
     def src(node, tensor: str) -> str:
         if tensor not in alias:
             raise GraphError(f"{_where(graph, node)}: input {tensor!r} is not a stream of the {BACKEND} backend")
-        return alias[tensor]
+        return layout.c_order(alias[tensor])  # a channels-last stream is transposed back first
 
     new_stream(in_name, graph.types[in_name])
     units: list[Unit] = []
     fused: set[str] = set()
+    layout = _Layout(streams, units)
 
     def tail(start_tensor: str, chain: list) -> tuple[str, bool, object]:
         """Follow [Relu] [Quant] single consumers of start_tensor; returns (last tensor, relu, quant)."""
@@ -208,6 +212,9 @@ def build_dataflow(graph: QGraph) -> Dataflow:
             rows, cols = split
             out = new_stream(node.output[0], graph.types[node.output[0]])
             units.append(Unit(node.name, "transpose", [s], [out], {"R": rows, "C": cols}, [node.name]))
+            continue
+        if op in SPATIAL_OPS:
+            _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, check_shift, shape)
             continue
         if op == "MatMul" and node.input[1] in graph.consts and node.input[0] not in graph.consts:
             unit, cur, out_t = _mvau(graph, node, src(node, node.input[0]), streams, chain, tail, out_spec,
@@ -260,7 +267,7 @@ def build_dataflow(graph: QGraph) -> Dataflow:
 
     if graph.output_name not in alias:
         raise GraphError(f"{graph._where()}: the output is not produced by a {BACKEND} stream")
-    return Dataflow(streams, units, in_name, alias[graph.output_name])
+    return Dataflow(streams, units, in_name, layout.c_order(alias[graph.output_name]))
 
 
 def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) -> tuple[Unit, str, FixedType]:
@@ -350,3 +357,156 @@ def _transpose_split(graph: QGraph, node, in_shape: tuple[int, ...]) -> tuple[in
             return (int(np.prod([in_shape[a] for a in keep[:k]])), int(np.prod([in_shape[a] for a in keep[k:]])))
     raise GraphError(f"{_where(graph, node)}: perm {perm} on {list(in_shape)} is not a transpose of two axis groups; "
                      f"the {BACKEND} backend does not map it")
+
+
+# ---- 1-D spatial ops (UNet1d) on channels-last streams ---------------------------------------------
+# A [1, C, L] tensor is carried channels-last: point by point, each point's C codes in channel order
+# (the flat C order of its [L, C] transpose). With C = 1 or L = 1 that is its C order, so no unit is
+# needed between the two conventions (the UNet's input and output have one channel); otherwise a
+# ``transpose`` unit converts where a channels-last stream meets a C-order consumer (MatMul, shape
+# ops, Add, Quant/Relu, the output) or a C-order stream meets a spatial op.
+
+
+class _Layout:
+    """Which streams are channels-last (with C > 1 and L > 1, where the orders differ), and the
+    transposes between the two orders (each made once)."""
+
+    def __init__(self, streams: dict[str, Stream], units: list[Unit]):
+        self.streams, self.units = streams, units
+        self.channels_last: dict[str, tuple[int, int]] = {}  # stream → (L, C)
+        self.made: dict[str, str] = {}  # stream → its copy in the other order
+
+    def _transpose(self, s: str, rows: int, cols: int, tag: str) -> str:
+        if s not in self.made:
+            out = f"{s}_{tag}"
+            self.streams[out] = Stream(out, self.streams[s].type, self.streams[s].numel)
+            self.units.append(Unit(f"Transpose_{tag}_{s}", "transpose", [s], [out], {"R": rows, "C": cols}))
+            self.made[s] = out
+        return self.made[s]
+
+    def c_order(self, s: str) -> str:
+        if s not in self.channels_last:
+            return s
+        pts, ch = self.channels_last[s]
+        return self._transpose(s, pts, ch, "c_order")
+
+    def points(self, s: str, ch: int, pts: int) -> str:
+        """Stream s (a [C, L] tensor in C order, or channels-last already) as channels-last."""
+        if s in self.channels_last or ch == 1 or pts == 1:
+            return s
+        out = self._transpose(s, ch, pts, "channels_last")
+        self.channels_last[out] = (pts, ch)
+        return out
+
+    def mark(self, s: str, ch: int, pts: int) -> str:
+        if ch > 1 and pts > 1:
+            self.channels_last[s] = (pts, ch)
+        return s
+
+
+def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, check_shift, shape) -> None:
+    """Map one 1-D Conv / MaxPool / Resize / Concat (QGraph has checked their attributes)."""
+    where, op = _where(graph, node), node.op_type
+    x_shape = shape(node.input[0])
+    if len(x_shape) != 3:
+        raise GraphError(f"{where}: {op} on a rank-{len(x_shape)} tensor; the {BACKEND} backend maps 1-D "
+                         "[batch, channels, width] spatial ops only (2-D line buffers are not written yet)")
+
+    def source(tensor: str) -> tuple[str, int, int]:
+        if tensor not in alias:
+            raise GraphError(f"{where}: input {tensor!r} is not a stream of the {BACKEND} backend")
+        _, ch, pts = shape(tensor)
+        return layout.points(alias[tensor], ch, pts), ch, pts
+
+    def emit(unit: Unit, cur: str, out_t: FixedType, chain: list) -> None:
+        unit.nodes = [n.name for n in chain]
+        fused.update(unit.nodes)
+        streams[cur] = Stream(cur, out_t, int(np.prod(shape(cur)[1:])))
+        alias[cur] = cur
+        _, ch, pts = shape(cur)
+        unit.outputs = [layout.mark(cur, ch, pts)]
+        units.append(unit)
+
+    s, ch, pts = source(node.input[0])
+    t = streams[s].type
+    if op == "MaxPool":
+        if pts % 2 or _ints_attr(node, "kernel_shape") != [2]:
+            raise GraphError(f"{where}: the {BACKEND} backend maps 1-D max pooling by 2 of an even width, got "
+                             f"kernel {_ints_attr(node, 'kernel_shape')} on width {pts}")
+        emit(Unit(node.name, "pool", [s], [], {"C": ch, "L": pts}), node.output[0], t, [node])
+    elif op == "Resize":
+        if graph.resize_factors(node) != (2,):
+            raise GraphError(f"{where}: the {BACKEND} backend maps nearest ×2 upsampling, got ×{graph.resize_factors(node)}")
+        emit(Unit(node.name, "upsample", [s], [], {"C": ch, "L": pts}), node.output[0], t, [node])
+    elif op == "Concat":
+        if len(node.input) != 2 or _int_attr(node, "axis") not in (1, -2):
+            raise GraphError(f"{where}: the {BACKEND} backend maps a Concat of two tensors on the channel axis")
+        b, ch_b, pts_b = source(node.input[1])
+        out_t = graph.types[node.output[0]]
+        ta, tb = t, streams[b].type
+        if pts_b != pts or min(ta.exp, tb.exp) < out_t.exp:
+            raise GraphError(f"{where}: Concat of widths {pts}, {pts_b} into {out_t}")
+        emit(Unit(node.name, "concat", [s, b], [], {"L": pts, "CA": ch, "CB": ch_b, "ashift": ta.exp - out_t.exp,
+                                                   "bshift": tb.exp - out_t.exp}), node.output[0], out_t, [node])
+    elif op == "Conv":
+        _conv(graph, node, s, ch, pts, streams, units, tail, out_spec, check_shift, emit)
+
+
+def _ints_attr(node, name: str) -> list[int]:
+    from qpde.qgraph import _attr
+
+    return [int(v) for v in (_attr(node, name) or [])]
+
+
+def _int_attr(node, name: str) -> int | None:
+    from qpde.qgraph import _attr
+
+    v = _attr(node, name)
+    return None if v is None else int(v)
+
+
+def _conv(graph, node, s, ch, pts, streams, units, tail, out_spec, check_shift, emit) -> None:
+    """Conv1d 'same' → swu (K > 1) + mvau over the window: matrix row k·C_in + c holds W[:, c, k],
+    the window's order (kernel tap major, channel minor). Bias, ReLU and Quant fuse as for MatMul."""
+    where = _where(graph, node)
+    x_t = streams[s].type
+    w4, w_t = _codes(graph, node.input[1])
+    c_out, c_in, k = w4.shape
+    (left, right), = graph.axis_pads(node)
+    if k % 2 == 0 or left != right or left != k // 2:
+        raise GraphError(f"{where}: the {BACKEND} backend maps 'same' convolutions of odd kernels (pads (K−1)/2 on "
+                         f"both sides), got kernel {k} and pads ({left}, {right})")
+    w = w4.transpose(2, 1, 0).reshape(k * c_in, c_out)
+    if k > 1:
+        win = f"{node.output[0]}_window"
+        streams[win] = Stream(win, x_t, pts * k * c_in)
+        units.append(Unit(f"{node.name}_swu", "swu", [s], [win], {"K": k, "C": c_in, "L": pts, "pad": k // 2,
+                                                                 "mvau": node.name}, [node.name]))
+        s = win
+    chain = [node]
+    cur = node.output[0]
+    bias, b_t = None, None
+    if graph.conv_bias(node) is not None:
+        bias, b_t = _codes(graph, graph.conv_bias(node))
+        bias = bias.reshape(-1)
+    cur, relu, quant = tail(cur, chain)
+    prod_exp = x_t.exp + w_t.exp
+    acc_exp = prod_exp  # the bias floor rule of _mvau
+    if bias is not None and b_t.exp < prod_exp:
+        floorable = quant is not None and graph.quant_params(quant, constant=False).exp >= prod_exp
+        if not floorable:
+            acc_exp = b_t.exp
+    pshift = prod_exp - acc_exp
+    if bias is not None:
+        d = b_t.exp - acc_exp
+        bias = np.array([b << d if d >= 0 else b >> -d for b in bias], dtype=object)
+    out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
+    col_abs = np.abs(w).sum(axis=0)
+    bound = max((int(col_abs[j]) * x_t.max_abs << pshift) + (abs(int(bias[j])) if bias is not None else 0)
+                for j in range(c_out))
+    acc_w = max(bound.bit_length() + 1, w_t.width + (0 if w_t.signed else 1) + x_t.width + 2)
+    check_shift(node, acc_w, rq)
+    emit(Unit(node.name, "mvau", [s], [], {
+        "K": k * c_in, "C": c_out, "rows": pts, "kron": 1, "weights": w,
+        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias,
+        "requant": rq}), cur, out_t, chain)

@@ -52,6 +52,8 @@ def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarra
         return [args[0]] * len(unit.outputs)
     if unit.kind in ("fifo", "dwc"):
         return [args[0]]
+    if unit.kind in SPATIAL_KINDS:
+        return [run_spatial(unit, args)]
     raise GraphError(f"integer model: no unit kind {unit.kind!r} ({unit.name})")
 
 
@@ -68,3 +70,27 @@ def run_values(graph: QGraph, df: Dataflow, x: np.ndarray) -> np.ndarray:
     """Raw inputs → model outputs in the model's units, shaped like qpde.golden.run."""
     out = to_values(df, df.output, run(df, input_codes(graph, df, x)))
     return out.reshape(len(out), *graph.output_shape[1:])
+
+
+# ---- 1-D spatial units on channels-last streams [n, L·C] (point-major) ----------------------------
+SPATIAL_KINDS = ("swu", "pool", "upsample", "concat")
+
+
+def run_spatial(unit: Unit, args: list[np.ndarray]) -> np.ndarray:
+    p = unit.params
+    n = len(args[0])
+    if unit.kind == "swu":  # per output point: K points (zero codes outside the field) × C channels
+        x = np.asarray(args[0]).reshape(n, p["L"], p["C"])
+        padded = np.zeros((n, p["L"] + 2 * p["pad"], p["C"]), dtype=x.dtype)
+        padded[:, p["pad"] : p["pad"] + p["L"]] = x
+        win = np.stack([padded[:, k : k + p["L"]] for k in range(p["K"])], axis=2)  # [n, L, K, C]
+        return win.reshape(n, -1)
+    if unit.kind == "pool":
+        return np.asarray(args[0]).reshape(n, p["L"] // 2, 2, p["C"]).max(axis=2).reshape(n, -1)
+    if unit.kind == "upsample":
+        return np.repeat(np.asarray(args[0]).reshape(n, p["L"], p["C"]), 2, axis=1).reshape(n, -1)
+    if unit.kind == "concat":
+        a = np.asarray(args[0]).astype(np.int64).reshape(n, p["L"], p["CA"]) << p["ashift"]
+        b = np.asarray(args[1]).astype(np.int64).reshape(n, p["L"], p["CB"]) << p["bshift"]
+        return np.concatenate([a, b], axis=2).reshape(n, -1)
+    raise GraphError(f"integer model: no spatial unit kind {unit.kind!r} ({unit.name})")
