@@ -16,7 +16,7 @@ from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 HDL_DIR = Path(__file__).parent / "hdl"
 UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpde_mvau.v", "qpde_add.v",
-              "qpde_map.v", "qpde_transpose.v")
+              "qpde_map.v", "qpde_transpose.v") + ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v")
 MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.synth copies it beside the Verilog
 
 
@@ -109,6 +109,8 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         ratio = max(x.lanes, y.lanes) // min(x.lanes, y.lanes)
         params = [("W", x.type.width), ("LIN", x.lanes), ("LOUT", y.lanes), ("CW", clog2(ratio))]
         ports = [("s", x), ("m", y)]
+    elif unit.kind in ("swu", "pool", "upsample", "concat"):
+        params, ports = _spatial_instance(unit, ins, outs)
     else:
         raise ValueError(f"no Verilog for unit kind {unit.kind!r}")
     plist = ",\n".join(f"        .{k}({v})" for k, v in params)
@@ -119,6 +121,30 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
                   f"        .{prefix}_data({w}_data)"]
     return (f"    // {unit.kind} {unit.name}" + (f" ({', '.join(unit.nodes)})" if unit.nodes else "") + "\n"
             f"    qpde_{unit.kind} #(\n{plist}\n    ) u_{ident(unit.name)} (\n" + ",\n".join(conns) + "\n    );\n")
+
+
+def _spatial_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tuple[list, list]:
+    """Parameters and ports of the 1-D spatial units (hdl/qpde_swu.v, _pool, _upsample, _concat)."""
+    p, x, y = unit.params, ins[0], outs[0]
+    ln = y.lanes
+    if unit.kind == "swu":
+        k, nw = p["K"], p["C"] // ln
+        kb = clog2(k + 1)
+        wb = clog2(nw)
+        params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("L", p["L"]), ("K", k),
+                  ("PB", max(clog2(p["L"] + k + 1), kb + 1)), ("KB", kb), ("WB", wb),
+                  ("AB", max(clog2((k + 1) * nw), kb, wb) + 1)]
+        return params, [("s", x), ("m", y)]
+    if unit.kind == "pool":
+        return [("W", x.type.width), ("SIGNED", int(x.type.signed)), ("LN", ln), ("C", p["C"]),
+                ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]
+    if unit.kind == "upsample":
+        return [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]
+    a, b = ins
+    params = [("LN", ln), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)), ("BW", b.type.width),
+              ("B_SIGNED", int(b.type.signed)), ("ASHIFT", p["ashift"]), ("BSHIFT", p["bshift"]),
+              ("OUT_W", y.type.width), ("CA", p["CA"]), ("CB", p["CB"]), ("WB", clog2(max(p["CA"], p["CB"]) // ln))]
+    return params, [("a", a), ("b", b), ("m", y)]
 
 
 def wire(stream: str) -> str:

@@ -34,7 +34,18 @@ def unit_lag(df: Dataflow, unit: Unit) -> float:
         return 1.0
     if unit.kind == "mvau":
         return unit.params["K"] / df.streams[unit.inputs[0]].numel
+    if unit.kind in SPATIAL_LAG_POINTS:  # 1-D spatial units: whole points of their (first) input
+        p = unit.params
+        return SPATIAL_LAG_POINTS[unit.kind](p) / p["L"]
     return 0.0
+
+
+# Points of its input a 1-D spatial unit absorbs before its first output (rounded up to whole
+# points: a conservative lag only costs FIFO depth): the sliding window pad + 1 (its first window
+# reaches pad points ahead), max pooling 2, the upsampler and the concat 1 (a point of the first
+# operand passes before the second is read).
+SPATIAL_LAG_POINTS = {"swu": lambda p: p["pad"] + 1, "pool": lambda p: 2, "upsample": lambda p: 1,
+                      "concat": lambda p: 1}
 
 
 def _successors(df: Dataflow, unit: Unit) -> list[Unit]:

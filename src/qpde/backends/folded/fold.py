@@ -3,7 +3,9 @@
 A folding maps layer names (Dataflow unit names) to parallelism:
 - mvau: {"pe": PE, "simd": SIMD}, PE | C (outputs per row), SIMD | K (inputs per row);
 - add, map: {"lanes": L}, L | elements per field;
-- transpose: one element per cycle (not foldable yet; its lanes are fixed at 1).
+- transpose: one element per cycle (not foldable yet; its lanes are fixed at 1);
+- pool, upsample, concat: {"lanes": L}, L | channels (a beat never straddles two points);
+- swu: not in a folding; it runs at its MVAU's SIMD, which must divide the conv's C_in.
 Layers missing from a folding run at parallelism 1.
 """
 
@@ -59,6 +61,17 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
             raise ConfigError(f"layer {unit.name!r} ({unit.kind}): lanes {lanes} does not divide its {n} elements "
                               "per field")
         out = {"lanes": lanes}
+    elif unit.kind in POINT_KINDS:
+        allowed = {"lanes"}
+        lanes = int(spec.get("lanes", 1))
+        ch = _point_channels(unit)
+        if lanes < 1 or ch % lanes:
+            raise ConfigError(f"layer {unit.name!r} ({unit.kind}): lanes {lanes} does not divide its {ch} channels "
+                              f"per point; valid lanes: {_divisors(ch)}")
+        out = {"lanes": lanes}
+    elif unit.kind == "swu":  # lanes follow its MVAU's SIMD (_window_lanes); a given value must agree
+        allowed = {"lanes"}
+        out = {}
     else:
         allowed = set()
         out = {}
@@ -74,7 +87,9 @@ def validate(df: Dataflow, folding: dict) -> dict[str, dict[str, int]]:
     unknown = set(folding) - names
     if unknown:
         raise ConfigError(f"folding names unknown layers {sorted(unknown)}; layers: {sorted(names)}")
-    return {u.name: unit_parallelism(df, u, folding) for u in df.units}
+    par = {u.name: unit_parallelism(df, u, folding) for u in df.units}
+    _window_lanes(df, par, folding)
+    return par
 
 
 def in_lanes(unit: Unit, par: dict[str, int]) -> int:
@@ -95,6 +110,9 @@ def unit_cycles(df: Dataflow, unit: Unit) -> int:
     if unit.kind == "dwc":
         s_in, s_out = df.streams[unit.inputs[0]], df.streams[unit.outputs[0]]
         return s_in.numel // min(s_in.lanes, s_out.lanes)
+    if unit.kind == "pool":  # one input beat per cycle, an output beat every other
+        s = df.streams[unit.inputs[0]]
+        return s.numel // s.lanes
     s = df.streams[unit.outputs[0]]
     return s.numel // s.lanes  # one beat per cycle (transpose: lanes 1)
 
@@ -111,13 +129,17 @@ def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> dict[str, int] | Non
     """The next larger parallelism of a unit: SIMD first (up to K), then PE; None at the maximum."""
     p = unit.params
     if unit.kind == "mvau":
-        bigger = [d for d in _divisors(p["K"]) if d > par["simd"]]
+        window = _window_of(df, unit)
+        bigger = [d for d in _divisors(window.params["C"] if window else p["K"]) if d > par["simd"]]
         if bigger:
             return {**par, "simd": bigger[0]}
         bigger = [d for d in _divisors(p["C"]) if d > par["pe"]]
         return {**par, "pe": bigger[0]} if bigger else None
     if unit.kind in ("add", "map"):
         bigger = [d for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
+        return {"lanes": bigger[0]} if bigger else None
+    if unit.kind in POINT_KINDS:
+        bigger = [d for d in _divisors(_point_channels(unit)) if d > par["lanes"]]
         return {"lanes": bigger[0]} if bigger else None
     return None
 
@@ -134,7 +156,7 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if not clock_mhz:
             raise ConfigError("target_fps needs clock_mhz")
         target_ii = max(1, math.floor(clock_mhz * 1e6 / target_fps))
-    folding = validate(df, {})
+    folding = {k: v for k, v in validate(df, {}).items() if df.unit(k).kind != "swu"}  # swu: from its MVAU
     note = ""
     while True:
         cycles = cycle_model(elaborate(df, folding))
@@ -143,13 +165,15 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if target_ii is not None and ii <= target_ii:
             break
         unit = next((u for u in df.units if u.name == slowest), None)
-        if unit is None or unit.kind not in ("mvau", "add", "map"):
+        if unit is not None and unit.kind == "swu":  # a sliding window runs at its MVAU's SIMD
+            unit = df.unit(unit.params["mvau"])
+        if unit is None or unit.kind not in FOLDABLE:
             # the input stream, a transpose or a width converter: grow the neighbour that sets its width
             unit = _limiting_neighbour(df, slowest, folding)
         grown = _grow(df, unit, folding[unit.name]) if unit is not None else None
         if grown is None:
             why = "; transposes and their width converters move one element per cycle" \
-                if unit is None or unit.kind not in ("mvau", "add", "map") else ""
+                if unit is None or unit.kind not in FOLDABLE else ""
             note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
         trial = {**folding, unit.name: grown}
@@ -167,7 +191,10 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
     from qpde.backends.folded.compile import elaborate
 
     if name == "input":
-        return next((u for u in df.consumers(df.input) if u.kind in ("mvau", "add", "map")), None)
+        first = next(iter(df.consumers(df.input)), None)
+        if first is not None and first.kind == "swu":
+            return df.unit(first.params["mvau"])
+        return next((u for u in df.consumers(df.input) if u.kind in FOLDABLE), None)
     phys = elaborate(df, folding)
     unit = next((u for u in phys.units if u.name == name), None)
     if unit is None or unit.kind != "dwc":
@@ -176,4 +203,37 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
     logical = {u.name: u for u in df.units}
     owner = unit.params["producer"] if s_in.lanes < s_out.lanes else unit.params["consumer"]
     found = logical.get(owner)
-    return found if found is not None and found.kind in ("mvau", "add", "map") else None
+    if found is not None and found.kind == "swu":
+        found = logical.get(found.params["mvau"])
+    return found if found is not None and found.kind in FOLDABLE else None
+
+
+# ---- 1-D spatial units -------------------------------------------------------------------------
+POINT_KINDS = ("pool", "upsample", "concat")  # lanes | channels per point
+FOLDABLE = ("mvau", "add", "map") + POINT_KINDS
+
+
+def _point_channels(unit: Unit) -> int:
+    p = unit.params
+    return math.gcd(p["CA"], p["CB"]) if unit.kind == "concat" else p["C"]
+
+
+def _window_of(df: Dataflow, mvau: Unit) -> Unit | None:
+    """The sliding-window unit feeding a conv's MVAU, if any."""
+    return next((u for u in df.units if u.kind == "swu" and u.params["mvau"] == mvau.name), None)
+
+
+def _window_lanes(df: Dataflow, par: dict[str, dict[str, int]], folding: dict) -> None:
+    """A sliding window emits SIMD codes of one point per beat: SIMD | C_in, its lanes = SIMD."""
+    for u in df.units:
+        if u.kind != "swu":
+            continue
+        simd, ch = par[u.params["mvau"]]["simd"], u.params["C"]
+        if ch % simd:
+            raise ConfigError(f"layer {u.params['mvau']!r} (conv, window of {u.params['K']}×{ch}): SIMD {simd} does "
+                              f"not divide its {ch} input channels; valid SIMD: {_divisors(ch)}")
+        given = folding.get(u.name, {}).get("lanes", simd)
+        if given != simd:
+            raise ConfigError(f"layer {u.name!r} (swu): lanes {given} differ from its MVAU's SIMD {simd}; leave the "
+                              "sliding window out of the folding")
+        par[u.name] = {"lanes": simd}
