@@ -25,6 +25,12 @@ CASES = [
     ("qpde_add", {"L": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "BSHIFT": 3, "SUM_W": 11, "OUT_W": 5}),
     ("qpde_map", {"L": 3, "IN_W": 9, "OUT_W": 4, "RSHIFT": 3}),
     ("qpde_transpose", {"W": 5, "R": 6, "C": 3, "AB": 5}),
+    ("qpde_swu", {"W": 5, "LN": 1, "C": 1, "L": 16, "K": 3, "PB": 5, "KB": 2, "WB": 1}),
+    ("qpde_swu", {"W": 4, "LN": 3, "C": 6, "L": 9, "K": 5, "PB": 5, "KB": 3, "WB": 1}),
+    ("qpde_pool", {"W": 6, "SIGNED": 1, "LN": 2, "C": 6, "WB": 2}),
+    ("qpde_upsample", {"W": 4, "LN": 1, "C": 5, "WB": 3}),
+    ("qpde_concat", {"LN": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "B_SIGNED": 1, "ASHIFT": 2, "OUT_W": 7, "CA": 4,
+                     "CB": 6, "WB": 2, "DA": 4, "DAB": 2, "DB": 5, "DBB": 3}),
 ]
 
 

@@ -132,8 +132,7 @@ def _spatial_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tupl
         kb = clog2(k + 1)
         wb = clog2(nw)
         params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("L", p["L"]), ("K", k),
-                  ("PB", max(clog2(p["L"] + k + 1), kb + 1)), ("KB", kb), ("WB", wb),
-                  ("AB", max(clog2((k + 1) * nw), kb, wb) + 1)]
+                  ("PB", max(clog2(p["L"] + k + 1), kb + 1)), ("KB", kb), ("WB", wb)]
         return params, [("s", x), ("m", y)]
     if unit.kind == "pool":
         return [("W", x.type.width), ("SIGNED", int(x.type.signed)), ("LN", ln), ("C", p["C"]),
@@ -143,7 +142,9 @@ def _spatial_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tupl
     a, b = ins
     params = [("LN", ln), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)), ("BW", b.type.width),
               ("B_SIGNED", int(b.type.signed)), ("ASHIFT", p["ashift"]), ("BSHIFT", p["bshift"]),
-              ("OUT_W", y.type.width), ("CA", p["CA"]), ("CB", p["CB"]), ("WB", clog2(max(p["CA"], p["CB"]) // ln))]
+              ("OUT_W", y.type.width), ("CA", p["CA"]), ("CB", p["CB"]), ("WB", clog2(max(p["CA"], p["CB"]) // ln)),
+              ("DA", p["CA"] // ln + 2), ("DAB", clog2(p["CA"] // ln + 2)), ("DB", p["CB"] // ln + 2),
+              ("DBB", clog2(p["CB"] // ln + 2))]
     return params, [("a", a), ("b", b), ("m", y)]
 
 

@@ -3,7 +3,7 @@
 // For every output point p it emits the K·C window points p-PAD..p+PAD, tap major, channel minor,
 // with zero codes (value 0 is code 0 in every FixedType) for points outside 0..L-1.
 //
-// Line buffer: K+1 point slots of NW words; global point g sits in slot g mod (K+1), so input may
+// Line buffer: K+1 point slots of NW words (2^WB word addresses each); global point g sits in slot g mod (K+1), so input may
 // write point g while the output reads points g-K..g-1. D counts the points written since the
 // output's field began; output point p waits for D > min(p+PAD, L-1), and input may write while
 // D - max(p-PAD, 0) <= K (the slot it overwrites is no longer needed). Both sides cross field
@@ -16,8 +16,7 @@ module qpde_swu #(
     parameter K = 3,
     parameter PB = 5,  // bits for 0..L+K (point counters)
     parameter KB = 2,  // bits for 0..K (taps, slots)
-    parameter WB = 2,  // bits for 0..NW-1 (at least 1)
-    parameter AB = 4   // bits for 0..(K+1)·NW-1
+    parameter WB = 2   // bits for 0..NW-1 (at least 1)
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -45,9 +44,8 @@ module qpde_swu #(
     localparam [KB-1:0] S_FIRST = S_FIRST_I[KB-1:0];
     localparam integer W_LAST_I = NW - 1;
     localparam [WB-1:0] W_LAST = W_LAST_I[WB-1:0];
-    localparam [AB-1:0] A_NW = NW[AB-1:0];
 
-    reg [LN*W-1:0] mem [0:(K+1)*NW-1];
+    reg [LN*W-1:0] mem [0:(K+1)*(1<<WB)-1];  // slot s, word w at {s, w}
     reg [WB-1:0] ww, ow;
     reg [KB-1:0] wslot, pslot, rslot, ok;
     reg [PB-1:0] d, op;
@@ -63,13 +61,11 @@ module qpde_swu #(
     wire point_in = wfire && ww == W_LAST;
     wire last_tap = ow == W_LAST && ok == K_LAST;
     wire field_out = emit && last_tap && op == P_LAST;
-    wire [AB-1:0] waddr = {{(AB-KB){1'b0}}, wslot} * A_NW + {{(AB-WB){1'b0}}, ww};
-    wire [AB-1:0] raddr = {{(AB-KB){1'b0}}, rslot} * A_NW + {{(AB-WB){1'b0}}, ow};
     wire [KB-1:0] pslot_next = pslot == S_LAST ? {KB{1'b0}} : pslot + 1'b1;
 
     always @(posedge clk) begin
-        if (wfire) mem[waddr] <= s_data;
-        if (emit) m_data <= outside ? {LN*W{1'b0}} : mem[raddr];
+        if (wfire) mem[{wslot, ww}] <= s_data;
+        if (emit) m_data <= outside ? {LN*W{1'b0}} : mem[{rslot, ow}];
         if (rst) begin
             m_valid <= 1'b0;
             ww <= {WB{1'b0}};
