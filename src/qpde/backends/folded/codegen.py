@@ -16,7 +16,8 @@ from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 HDL_DIR = Path(__file__).parent / "hdl"
 UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpde_mvau.v", "qpde_add.v",
-              "qpde_map.v", "qpde_transpose.v") + ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v")
+              "qpde_map.v", "qpde_transpose.v")
+UNIT_FILES += ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v")  # 1-D spatial units
 MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.synth copies it beside the Verilog
 
 

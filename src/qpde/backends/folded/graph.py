@@ -435,8 +435,9 @@ def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, 
                              f"kernel {_ints_attr(node, 'kernel_shape')} on width {pts}")
         emit(Unit(node.name, "pool", [s], [], {"C": ch, "L": pts}), node.output[0], t, [node])
     elif op == "Resize":
-        if graph.resize_factors(node) != (2,):
-            raise GraphError(f"{where}: the {BACKEND} backend maps nearest ×2 upsampling, got ×{graph.resize_factors(node)}")
+        factors = graph.resize_factors(node)
+        if factors != (2,):
+            raise GraphError(f"{where}: the {BACKEND} backend maps nearest ×2 upsampling, got ×{factors}")
         emit(Unit(node.name, "upsample", [s], [], {"C": ch, "L": pts}), node.output[0], t, [node])
     elif op == "Concat":
         if len(node.input) != 2 or _int_attr(node, "axis") not in (1, -2):
