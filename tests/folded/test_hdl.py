@@ -31,6 +31,10 @@ CASES = [
     ("qpde_upsample", {"W": 4, "LN": 1, "C": 5, "WB": 3}),
     ("qpde_concat", {"LN": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "B_SIGNED": 1, "ASHIFT": 2, "OUT_W": 7, "CA": 4,
                      "CB": 6, "WB": 2, "DA": 4, "DAB": 2, "DB": 5, "DBB": 3}),
+    ("qpde_swu2d", {"W": 4, "LN": 1, "C": 2, "H": 8, "WD": 8, "K": 3, "PB": 8, "RB": 5, "KB": 2, "SB": 6, "WB": 1}),
+    ("qpde_swu2d", {"W": 5, "LN": 2, "C": 6, "H": 4, "WD": 5, "K": 5, "PB": 7, "RB": 5, "KB": 3, "SB": 6, "WB": 2}),
+    ("qpde_pool2d", {"W": 6, "SIGNED": 0, "LN": 2, "C": 4, "WD": 8, "CB": 2, "WB": 1}),
+    ("qpde_upsample2d", {"W": 4, "LN": 1, "C": 3, "WD": 4, "CB": 2, "WB": 2}),
 ]
 
 

@@ -17,7 +17,8 @@ from qpde.backends.folded.graph import Dataflow, Stream, Unit
 HDL_DIR = Path(__file__).parent / "hdl"
 UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpde_mvau.v", "qpde_add.v",
               "qpde_map.v", "qpde_transpose.v")
-UNIT_FILES += ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v")  # 1-D spatial units
+UNIT_FILES += ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v",  # spatial units
+               "qpde_swu2d.v", "qpde_pool2d.v", "qpde_upsample2d.v")
 MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.synth copies it beside the Verilog
 
 
@@ -110,7 +111,7 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         ratio = max(x.lanes, y.lanes) // min(x.lanes, y.lanes)
         params = [("W", x.type.width), ("LIN", x.lanes), ("LOUT", y.lanes), ("CW", clog2(ratio))]
         ports = [("s", x), ("m", y)]
-    elif unit.kind in ("swu", "pool", "upsample", "concat"):
+    elif unit.kind in ("swu", "pool", "upsample", "concat", "swu2d", "pool2d", "upsample2d"):
         params, ports = _spatial_instance(unit, ins, outs)
     else:
         raise ValueError(f"no Verilog for unit kind {unit.kind!r}")
@@ -135,6 +136,20 @@ def _spatial_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tupl
         params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("L", p["L"]), ("K", k),
                   ("PB", max(clog2(p["L"] + k + 1), kb + 1)), ("KB", kb), ("WB", wb)]
         return params, [("s", x), ("m", y)]
+    if unit.kind == "swu2d":
+        k, nw, h, wd = p["K"], p["C"] // ln, p["H"], p["W"]
+        slots = (k - 1) * wd + k + 1
+        kb, wb = clog2(k), clog2(nw)
+        rb = max(clog2(max(h, wd) + k + 1), kb) + 1
+        params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("H", h), ("WD", wd), ("K", k),
+                  ("PB", max(clog2(h * wd + slots + 1), rb) + 1), ("RB", rb), ("KB", kb),
+                  ("SB", max(clog2(2 * slots), wb + 1)), ("WB", wb)]
+        return params, [("s", x), ("m", y)]
+    if unit.kind in ("pool2d", "upsample2d"):
+        cols = p["W"] // 2 if unit.kind == "pool2d" else p["W"]
+        signed = [("SIGNED", int(x.type.signed))] if unit.kind == "pool2d" else []
+        return [("W", x.type.width)] + signed + [("LN", ln), ("C", p["C"]), ("WD", p["W"]), ("CB", clog2(cols)),
+                                                 ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]
     if unit.kind == "pool":
         return [("W", x.type.width), ("SIGNED", int(x.type.signed)), ("LN", ln), ("C", p["C"]),
                 ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]

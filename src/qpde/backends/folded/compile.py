@@ -45,7 +45,11 @@ def unit_lag(df: Dataflow, unit: Unit) -> float:
 # reaches pad points ahead), max pooling 2, the upsampler and the concat 1 (a point of the first
 # operand passes before the second is read).
 SPATIAL_LAG_POINTS = {"swu": lambda p: p["pad"] + 1, "pool": lambda p: 2, "upsample": lambda p: 1,
-                      "concat": lambda p: 1}
+                      "concat": lambda p: 1,
+                      # 2-D, W points a row: the window reaches pad rows and pad points ahead, pooling
+                      # needs two rows, the upsampler stores a row before repeating it
+                      "swu2d": lambda p: p["pad"] * p["W"] + p["pad"] + 1, "pool2d": lambda p: 2 * p["W"],
+                      "upsample2d": lambda p: p["W"] + 1}
 
 
 def _successors(df: Dataflow, unit: Unit) -> list[Unit]:

@@ -69,7 +69,7 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
             raise ConfigError(f"layer {unit.name!r} ({unit.kind}): lanes {lanes} does not divide its {ch} channels "
                               f"per point; valid lanes: {_divisors(ch)}")
         out = {"lanes": lanes}
-    elif unit.kind == "swu":  # lanes follow its MVAU's SIMD (_window_lanes); a given value must agree
+    elif unit.kind in WINDOW_KINDS:  # lanes follow its MVAU's SIMD (_window_lanes); a given value must agree
         allowed = {"lanes"}
         out = {}
     else:
@@ -110,7 +110,7 @@ def unit_cycles(df: Dataflow, unit: Unit) -> int:
     if unit.kind == "dwc":
         s_in, s_out = df.streams[unit.inputs[0]], df.streams[unit.outputs[0]]
         return s_in.numel // min(s_in.lanes, s_out.lanes)
-    if unit.kind == "pool":  # one input beat per cycle, an output beat every other
+    if unit.kind in ("pool", "pool2d"):  # one input beat per cycle, an output beat every other (every 4th)
         s = df.streams[unit.inputs[0]]
         return s.numel // s.lanes
     s = df.streams[unit.outputs[0]]
@@ -156,7 +156,7 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if not clock_mhz:
             raise ConfigError("target_fps needs clock_mhz")
         target_ii = max(1, math.floor(clock_mhz * 1e6 / target_fps))
-    folding = {k: v for k, v in validate(df, {}).items() if df.unit(k).kind != "swu"}  # swu: from its MVAU
+    folding = {k: v for k, v in validate(df, {}).items() if df.unit(k).kind not in WINDOW_KINDS}  # swu: from its MVAU
     note = ""
     while True:
         cycles = cycle_model(elaborate(df, folding))
@@ -165,7 +165,7 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if target_ii is not None and ii <= target_ii:
             break
         unit = next((u for u in df.units if u.name == slowest), None)
-        if unit is not None and unit.kind == "swu":  # a sliding window runs at its MVAU's SIMD
+        if unit is not None and unit.kind in WINDOW_KINDS:  # a sliding window runs at its MVAU's SIMD
             unit = df.unit(unit.params["mvau"])
         if unit is None or unit.kind not in FOLDABLE:
             # the input stream, a transpose or a width converter: grow the neighbour that sets its width
@@ -192,7 +192,7 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
 
     if name == "input":
         first = next(iter(df.consumers(df.input)), None)
-        if first is not None and first.kind == "swu":
+        if first is not None and first.kind in WINDOW_KINDS:
             return df.unit(first.params["mvau"])
         return next((u for u in df.consumers(df.input) if u.kind in FOLDABLE), None)
     phys = elaborate(df, folding)
@@ -203,13 +203,14 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
     logical = {u.name: u for u in df.units}
     owner = unit.params["producer"] if s_in.lanes < s_out.lanes else unit.params["consumer"]
     found = logical.get(owner)
-    if found is not None and found.kind == "swu":
+    if found is not None and found.kind in WINDOW_KINDS:
         found = logical.get(found.params["mvau"])
     return found if found is not None and found.kind in FOLDABLE else None
 
 
 # ---- 1-D spatial units -------------------------------------------------------------------------
-POINT_KINDS = ("pool", "upsample", "concat")  # lanes | channels per point
+POINT_KINDS = ("pool", "upsample", "concat", "pool2d", "upsample2d")  # lanes | channels per point
+WINDOW_KINDS = ("swu", "swu2d")  # sliding windows: lanes = their MVAU's SIMD
 FOLDABLE = ("mvau", "add", "map") + POINT_KINDS
 
 
@@ -220,17 +221,17 @@ def _point_channels(unit: Unit) -> int:
 
 def _window_of(df: Dataflow, mvau: Unit) -> Unit | None:
     """The sliding-window unit feeding a conv's MVAU, if any."""
-    return next((u for u in df.units if u.kind == "swu" and u.params["mvau"] == mvau.name), None)
+    return next((u for u in df.units if u.kind in WINDOW_KINDS and u.params["mvau"] == mvau.name), None)
 
 
 def _window_lanes(df: Dataflow, par: dict[str, dict[str, int]], folding: dict) -> None:
     """A sliding window emits SIMD codes of one point per beat: SIMD | C_in, its lanes = SIMD."""
     for u in df.units:
-        if u.kind != "swu":
+        if u.kind not in WINDOW_KINDS:
             continue
         simd, ch = par[u.params["mvau"]]["simd"], u.params["C"]
         if ch % simd:
-            raise ConfigError(f"layer {u.params['mvau']!r} (conv, window of {u.params['K']}×{ch}): SIMD {simd} does "
+            raise ConfigError(f"layer {u.params['mvau']!r} (conv, {u.params['K']}-tap window of {ch} channels): SIMD {simd} does "
                               f"not divide its {ch} input channels; valid SIMD: {_divisors(ch)}")
         given = folding.get(u.name, {}).get("lanes", simd)
         if given != simd:

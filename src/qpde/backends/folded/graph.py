@@ -405,17 +405,20 @@ class _Layout:
 
 
 def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, check_shift, shape) -> None:
-    """Map one 1-D Conv / MaxPool / Resize / Concat (QGraph has checked their attributes)."""
+    """Map one 1-D or 2-D Conv / MaxPool / Resize / Concat (QGraph has checked their attributes). A 2-D
+    [1, C, H, W] tensor is carried channels-last in raster order: H·W points of C channels."""
     where, op = _where(graph, node), node.op_type
     x_shape = shape(node.input[0])
-    if len(x_shape) != 3:
+    if len(x_shape) not in (3, 4):
         raise GraphError(f"{where}: {op} on a rank-{len(x_shape)} tensor; the {BACKEND} backend maps 1-D "
-                         "[batch, channels, width] spatial ops only (2-D line buffers are not written yet)")
+                         "[batch, channels, width] and 2-D [batch, channels, height, width] spatial ops")
+    grid = x_shape[2:]  # (L,) or (H, W)
 
     def source(tensor: str) -> tuple[str, int, int]:
         if tensor not in alias:
             raise GraphError(f"{where}: input {tensor!r} is not a stream of the {BACKEND} backend")
-        _, ch, pts = shape(tensor)
+        _, ch, *sp = shape(tensor)
+        pts = int(np.prod(sp))
         return layout.points(alias[tensor], ch, pts), ch, pts
 
     def emit(unit: Unit, cur: str, out_t: FixedType, chain: list) -> None:
@@ -423,22 +426,22 @@ def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, 
         fused.update(unit.nodes)
         streams[cur] = Stream(cur, out_t, int(np.prod(shape(cur)[1:])))
         alias[cur] = cur
-        _, ch, pts = shape(cur)
-        unit.outputs = [layout.mark(cur, ch, pts)]
+        _, ch, *sp = shape(cur)
+        unit.outputs = [layout.mark(cur, ch, int(np.prod(sp)))]
         units.append(unit)
 
     s, ch, pts = source(node.input[0])
     t = streams[s].type
     if op == "MaxPool":
-        if pts % 2 or _ints_attr(node, "kernel_shape") != [2]:
-            raise GraphError(f"{where}: the {BACKEND} backend maps 1-D max pooling by 2 of an even width, got "
-                             f"kernel {_ints_attr(node, 'kernel_shape')} on width {pts}")
-        emit(Unit(node.name, "pool", [s], [], {"C": ch, "L": pts}), node.output[0], t, [node])
+        if any(n % 2 for n in grid) or _ints_attr(node, "kernel_shape") != [2] * len(grid):
+            raise GraphError(f"{where}: the {BACKEND} backend maps max pooling by 2 along every axis of even "
+                             f"sizes, got kernel {_ints_attr(node, 'kernel_shape')} on {list(grid)}")
+        emit(Unit(node.name, *_kind_params("pool", ch, grid)), node.output[0], t, [node])
     elif op == "Resize":
         factors = graph.resize_factors(node)
-        if factors != (2,):
+        if factors != (2,) * len(grid):
             raise GraphError(f"{where}: the {BACKEND} backend maps nearest ×2 upsampling, got ×{factors}")
-        emit(Unit(node.name, "upsample", [s], [], {"C": ch, "L": pts}), node.output[0], t, [node])
+        emit(Unit(node.name, *_kind_params("upsample", ch, grid)), node.output[0], t, [node])
     elif op == "Concat":
         if len(node.input) != 2 or _int_attr(node, "axis") not in (1, -2):
             raise GraphError(f"{where}: the {BACKEND} backend maps a Concat of two tensors on the channel axis")
@@ -450,7 +453,14 @@ def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, 
         emit(Unit(node.name, "concat", [s, b], [], {"L": pts, "CA": ch, "CB": ch_b, "ashift": ta.exp - out_t.exp,
                                                    "bshift": tb.exp - out_t.exp}), node.output[0], out_t, [node])
     elif op == "Conv":
-        _conv(graph, node, s, ch, pts, streams, units, tail, out_spec, check_shift, emit)
+        _conv(graph, node, s, ch, grid, streams, units, tail, out_spec, check_shift, emit)
+
+
+def _kind_params(kind: str, ch: int, grid: tuple[int, ...]) -> tuple[str, list, list, dict]:
+    """Unit kind and params of a pool/upsample on a 1-D (L) or 2-D (H, W) grid of points."""
+    if len(grid) == 1:
+        return kind, [], [], {"C": ch, "L": grid[0]}
+    return f"{kind}2d", [], [], {"C": ch, "H": grid[0], "W": grid[1], "L": grid[0] * grid[1]}
 
 
 def _ints_attr(node, name: str) -> list[int]:
@@ -466,23 +476,30 @@ def _int_attr(node, name: str) -> int | None:
     return None if v is None else int(v)
 
 
-def _conv(graph, node, s, ch, pts, streams, units, tail, out_spec, check_shift, emit) -> None:
-    """Conv1d 'same' → swu (K > 1) + mvau over the window: matrix row k·C_in + c holds W[:, c, k],
-    the window's order (kernel tap major, channel minor). Bias, ReLU and Quant fuse as for MatMul."""
+def _conv(graph, node, s, ch, grid, streams, units, tail, out_spec, check_shift, emit) -> None:
+    """Conv 'same' → swu (K > 1) + mvau over the window: matrix row k·C_in + c (1-D) or
+    (ki·K + kj)·C_in + c (2-D) holds W[:, c, k] or W[:, c, ki, kj], the window's order (kernel taps
+    major in raster order, channel minor). Bias, ReLU and Quant fuse as for MatMul."""
     where = _where(graph, node)
     x_t = streams[s].type
     w4, w_t = _codes(graph, node.input[1])
-    c_out, c_in, k = w4.shape
-    (left, right), = graph.axis_pads(node)
-    if k % 2 == 0 or left != right or left != k // 2:
-        raise GraphError(f"{where}: the {BACKEND} backend maps 'same' convolutions of odd kernels (pads (K−1)/2 on "
-                         f"both sides), got kernel {k} and pads ({left}, {right})")
-    w = w4.transpose(2, 1, 0).reshape(k * c_in, c_out)
+    c_out, c_in, *ks = w4.shape
+    k = ks[0]
+    pads = graph.axis_pads(node)
+    if k % 2 == 0 or any(n != k for n in ks) or any(p != (k // 2, k // 2) for p in pads):
+        raise GraphError(f"{where}: the {BACKEND} backend maps 'same' convolutions of odd square kernels (pads "
+                         f"(K−1)/2 on every side), got kernel {ks} and pads {pads}")
+    pts = int(np.prod(grid))
+    taps = k ** len(grid)
+    w = w4.transpose(*range(2, 2 + len(grid)), 1, 0).reshape(taps * c_in, c_out)
     if k > 1:
         win = f"{node.output[0]}_window"
-        streams[win] = Stream(win, x_t, pts * k * c_in)
-        units.append(Unit(f"{node.name}_swu", "swu", [s], [win], {"K": k, "C": c_in, "L": pts, "pad": k // 2,
-                                                                 "mvau": node.name}, [node.name]))
+        streams[win] = Stream(win, x_t, pts * taps * c_in)
+        if len(grid) == 1:
+            kind, params = "swu", {"K": k, "C": c_in, "L": pts, "pad": k // 2}
+        else:
+            kind, params = "swu2d", {"K": k, "C": c_in, "H": grid[0], "W": grid[1], "L": pts, "pad": k // 2}
+        units.append(Unit(f"{node.name}_swu", kind, [s], [win], {**params, "mvau": node.name}, [node.name]))
         s = win
     chain = [node]
     cur = node.output[0]
@@ -508,6 +525,6 @@ def _conv(graph, node, s, ch, pts, streams, units, tail, out_spec, check_shift, 
     acc_w = max(bound.bit_length() + 1, w_t.width + (0 if w_t.signed else 1) + x_t.width + 2)
     check_shift(node, acc_w, rq)
     emit(Unit(node.name, "mvau", [s], [], {
-        "K": k * c_in, "C": c_out, "rows": pts, "kron": 1, "weights": w,
+        "K": taps * c_in, "C": c_out, "rows": pts, "kron": 1, "weights": w,
         "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias,
         "requant": rq}), cur, out_t, chain)

@@ -73,7 +73,7 @@ def run_values(graph: QGraph, df: Dataflow, x: np.ndarray) -> np.ndarray:
 
 
 # ---- 1-D spatial units on channels-last streams [n, L·C] (point-major) ----------------------------
-SPATIAL_KINDS = ("swu", "pool", "upsample", "concat")
+SPATIAL_KINDS = ("swu", "pool", "upsample", "concat", "swu2d", "pool2d", "upsample2d")
 
 
 def run_spatial(unit: Unit, args: list[np.ndarray]) -> np.ndarray:
@@ -89,6 +89,19 @@ def run_spatial(unit: Unit, args: list[np.ndarray]) -> np.ndarray:
         return np.asarray(args[0]).reshape(n, p["L"] // 2, 2, p["C"]).max(axis=2).reshape(n, -1)
     if unit.kind == "upsample":
         return np.repeat(np.asarray(args[0]).reshape(n, p["L"], p["C"]), 2, axis=1).reshape(n, -1)
+    if unit.kind == "swu2d":  # raster order of points; window taps (ki, kj) in raster order, then channels
+        h, w, c, k, pad = p["H"], p["W"], p["C"], p["K"], p["pad"]
+        x = np.asarray(args[0]).reshape(n, h, w, c)
+        padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
+        padded[:, pad : pad + h, pad : pad + w] = x
+        win = np.stack([padded[:, i : i + h, j : j + w] for i in range(k) for j in range(k)], axis=3)
+        return win.reshape(n, -1)
+    if unit.kind == "pool2d":
+        x = np.asarray(args[0]).reshape(n, p["H"] // 2, 2, p["W"] // 2, 2, p["C"])
+        return x.max(axis=(2, 4)).reshape(n, -1)
+    if unit.kind == "upsample2d":
+        x = np.asarray(args[0]).reshape(n, p["H"], p["W"], p["C"])
+        return np.repeat(np.repeat(x, 2, axis=1), 2, axis=2).reshape(n, -1)
     if unit.kind == "concat":
         a = np.asarray(args[0]).astype(np.int64).reshape(n, p["L"], p["CA"]) << p["ashift"]
         b = np.asarray(args[1]).astype(np.int64).reshape(n, p["L"], p["CB"]) << p["bshift"]

@@ -1,0 +1,143 @@
+// Sliding window of a 2-D 'same' convolution (K×K, K odd, PAD = (K-1)/2, stride 1) on a
+// channels-last stream of H×WD points in raster order, C channels, LN lanes (NW = C/LN words a
+// point). For every output point (i, j) it emits the K·K·C window: taps (ki, kj) in raster order,
+// each the NW words of point (i-PAD+ki, j-PAD+kj), zero codes outside the grid.
+//
+// Line buffer of S = (K-1)·WD + K + 1 point slots (global point g in slot g mod S): a window spans
+// (K-1)·WD + K consecutive raster points, one slot more lets the input write while the output reads.
+// D counts the points written since the output's field began; output point (i, j) waits for D above
+// the raster index of (min(i+PAD, H-1), min(j+PAD, WD-1)), and the input may write while D minus the
+// raster index of (max(i-PAD, 0), max(j-PAD, 0)) is below S. One output beat per cycle:
+// H·WD·K·K·NW cycles per field.
+module qpde_swu2d #(
+    parameter W = 8,
+    parameter LN = 1,
+    parameter C = 4,
+    parameter H = 8,
+    parameter WD = 8,
+    parameter K = 3,
+    parameter PB = 8,  // bits for 0..H·WD+S (point counters, raster indices)
+    parameter RB = 4,  // bits for 0..max(H, WD)+K (rows, columns)
+    parameter KB = 2,  // bits for 0..K-1 (at least 1)
+    parameter SB = 5,  // bits for 0..2S-1 (slots)
+    parameter WB = 2   // bits for 0..NW-1 (at least 1)
+) (
+    input  wire              clk,
+    input  wire              rst,
+    input  wire              s_valid,
+    output wire              s_ready,
+    input  wire [LN*W-1:0]   s_data,
+    output reg               m_valid,
+    input  wire              m_ready,
+    output reg  [LN*W-1:0]   m_data
+);
+    localparam integer NW = C / LN;
+    localparam integer PAD = (K - 1) / 2;
+    localparam integer S = (K - 1) * WD + K + 1;
+    localparam integer P_N_I = H * WD;
+    localparam [PB-1:0] P_N = P_N_I[PB-1:0];
+    localparam integer P_WD_I = WD;
+    localparam [PB-1:0] P_WD = P_WD_I[PB-1:0];
+    localparam integer P_S1_I = S - 1;
+    localparam [PB-1:0] P_S1 = P_S1_I[PB-1:0];
+    localparam integer R_PAD_I = PAD;
+    localparam [RB-1:0] R_PAD = R_PAD_I[RB-1:0];
+    localparam integer R_H_I = H;
+    localparam [RB-1:0] R_H = R_H_I[RB-1:0];
+    localparam integer R_WD_I = WD;
+    localparam [RB-1:0] R_WD = R_WD_I[RB-1:0];
+    localparam integer R_HLAST_I = H - 1;
+    localparam [RB-1:0] R_HLAST = R_HLAST_I[RB-1:0];
+    localparam integer R_WLAST_I = WD - 1;
+    localparam [RB-1:0] R_WLAST = R_WLAST_I[RB-1:0];
+    localparam integer R_HPAD_I = H + PAD;
+    localparam [RB-1:0] R_HPAD = R_HPAD_I[RB-1:0];
+    localparam integer R_WPAD_I = WD + PAD;
+    localparam [RB-1:0] R_WPAD = R_WPAD_I[RB-1:0];
+    localparam integer K_LAST_I = K - 1;
+    localparam [KB-1:0] K_LAST = K_LAST_I[KB-1:0];
+    localparam integer S_S_I = S;
+    localparam [SB-1:0] S_S = S_S_I[SB-1:0];
+    localparam integer S_LAST_I = S - 1;
+    localparam [SB-1:0] S_LAST = S_LAST_I[SB-1:0];
+    localparam integer S_WD_I = WD;
+    localparam [SB-1:0] S_WD = S_WD_I[SB-1:0];
+    localparam integer S_FIRST_I = S - PAD * WD - PAD;  // slot of global point -(PAD·WD + PAD)
+    localparam [SB-1:0] S_FIRST = S_FIRST_I[SB-1:0];
+    localparam integer W_LAST_I = NW - 1;
+    localparam [WB-1:0] W_LAST = W_LAST_I[WB-1:0];
+
+    reg [LN*W-1:0] mem [0:S*(1<<WB)-1];
+    reg [WB-1:0] ww, ow;
+    reg [SB-1:0] wslot, pslot, rowslot, rslot;
+    reg [KB-1:0] ki, kj;
+    reg [RB-1:0] oi, oj;
+    reg [PB-1:0] d;
+
+    wire [RB-1:0] lo_i = oi >= R_PAD ? oi - R_PAD : {RB{1'b0}};
+    wire [RB-1:0] lo_j = oj >= R_PAD ? oj - R_PAD : {RB{1'b0}};
+    wire [RB-1:0] hi_i = oi + R_PAD >= R_H ? R_HLAST : oi + R_PAD;
+    wire [RB-1:0] hi_j = oj + R_PAD >= R_WD ? R_WLAST : oj + R_PAD;
+    wire [PB-1:0] lo = {{(PB-RB){1'b0}}, lo_i} * P_WD + {{(PB-RB){1'b0}}, lo_j};
+    wire [PB-1:0] hi = {{(PB-RB){1'b0}}, hi_i} * P_WD + {{(PB-RB){1'b0}}, hi_j};
+    wire [RB-1:0] ri = oi + {{(RB-KB){1'b0}}, ki};  // window row + PAD
+    wire [RB-1:0] rj = oj + {{(RB-KB){1'b0}}, kj};
+    wire outside = ri < R_PAD || ri >= R_HPAD || rj < R_PAD || rj >= R_WPAD;
+    wire load = !m_valid || m_ready;
+    wire emit = load && d > hi;
+    assign s_ready = d - lo <= P_S1;
+    wire wfire = s_valid && s_ready;
+    wire point_in = wfire && ww == W_LAST;
+    wire row_end = ow == W_LAST && kj == K_LAST;
+    wire last_tap = row_end && ki == K_LAST;
+    wire field_out = emit && last_tap && oi == R_HLAST && oj == R_WLAST;
+    wire [SB-1:0] pslot_next = pslot == S_LAST ? {SB{1'b0}} : pslot + 1'b1;
+    wire [SB-1:0] row_sum = rowslot + S_WD;
+    wire [SB-1:0] rowslot_next = row_sum >= S_S ? row_sum - S_S : row_sum;
+
+    always @(posedge clk) begin
+        if (wfire) mem[wslot * (1 << WB) + {{(SB-WB){1'b0}}, ww}] <= s_data;
+        if (emit) m_data <= outside ? {LN*W{1'b0}} : mem[rslot * (1 << WB) + {{(SB-WB){1'b0}}, ow}];
+        if (rst) begin
+            m_valid <= 1'b0;
+            ww <= {WB{1'b0}};
+            ow <= {WB{1'b0}};
+            wslot <= {SB{1'b0}};
+            pslot <= S_FIRST;
+            rowslot <= S_FIRST;
+            rslot <= S_FIRST;
+            ki <= {KB{1'b0}};
+            kj <= {KB{1'b0}};
+            oi <= {RB{1'b0}};
+            oj <= {RB{1'b0}};
+            d <= {PB{1'b0}};
+        end else begin
+            if (emit) m_valid <= 1'b1;
+            else if (m_ready) m_valid <= 1'b0;
+            if (wfire) begin
+                ww <= ww == W_LAST ? {WB{1'b0}} : ww + 1'b1;
+                if (ww == W_LAST) wslot <= wslot == S_LAST ? {SB{1'b0}} : wslot + 1'b1;
+            end
+            d <= d + {{(PB-1){1'b0}}, point_in} - (field_out ? P_N : {PB{1'b0}});
+            if (emit) begin
+                ow <= ow == W_LAST ? {WB{1'b0}} : ow + 1'b1;
+                if (ow == W_LAST) begin
+                    kj <= kj == K_LAST ? {KB{1'b0}} : kj + 1'b1;
+                    rslot <= rslot == S_LAST ? {SB{1'b0}} : rslot + 1'b1;
+                end
+                if (row_end) begin
+                    ki <= ki == K_LAST ? {KB{1'b0}} : ki + 1'b1;
+                    rowslot <= rowslot_next;
+                    rslot <= rowslot_next;
+                end
+                if (last_tap) begin
+                    oj <= oj == R_WLAST ? {RB{1'b0}} : oj + 1'b1;
+                    if (oj == R_WLAST) oi <= oi == R_HLAST ? {RB{1'b0}} : oi + 1'b1;
+                    pslot <= pslot_next;
+                    rowslot <= pslot_next;
+                    rslot <= pslot_next;
+                end
+            end
+        end
+    end
+endmodule
