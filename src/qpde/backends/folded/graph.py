@@ -436,12 +436,12 @@ def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, 
         if any(n % 2 for n in grid) or _ints_attr(node, "kernel_shape") != [2] * len(grid):
             raise GraphError(f"{where}: the {BACKEND} backend maps max pooling by 2 along every axis of even "
                              f"sizes, got kernel {_ints_attr(node, 'kernel_shape')} on {list(grid)}")
-        emit(Unit(node.name, *_kind_params("pool", ch, grid)), node.output[0], t, [node])
+        emit(Unit(node.name, *_kind_params("pool", [s], ch, grid)), node.output[0], t, [node])
     elif op == "Resize":
         factors = graph.resize_factors(node)
         if factors != (2,) * len(grid):
             raise GraphError(f"{where}: the {BACKEND} backend maps nearest ×2 upsampling, got ×{factors}")
-        emit(Unit(node.name, *_kind_params("upsample", ch, grid)), node.output[0], t, [node])
+        emit(Unit(node.name, *_kind_params("upsample", [s], ch, grid)), node.output[0], t, [node])
     elif op == "Concat":
         if len(node.input) != 2 or _int_attr(node, "axis") not in (1, -2):
             raise GraphError(f"{where}: the {BACKEND} backend maps a Concat of two tensors on the channel axis")
@@ -456,11 +456,11 @@ def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, 
         _conv(graph, node, s, ch, grid, streams, units, tail, out_spec, check_shift, emit)
 
 
-def _kind_params(kind: str, ch: int, grid: tuple[int, ...]) -> tuple[str, list, list, dict]:
-    """Unit kind and params of a pool/upsample on a 1-D (L) or 2-D (H, W) grid of points."""
+def _kind_params(kind: str, inputs: list[str], ch: int, grid: tuple[int, ...]) -> tuple[str, list, list, dict]:
+    """Unit kind, inputs, outputs and params of a pool/upsample on a 1-D (L) or 2-D (H, W) grid."""
     if len(grid) == 1:
-        return kind, [], [], {"C": ch, "L": grid[0]}
-    return f"{kind}2d", [], [], {"C": ch, "H": grid[0], "W": grid[1], "L": grid[0] * grid[1]}
+        return kind, inputs, [], {"C": ch, "L": grid[0]}
+    return f"{kind}2d", inputs, [], {"C": ch, "H": grid[0], "W": grid[1], "L": grid[0] * grid[1]}
 
 
 def _ints_attr(node, name: str) -> list[int]:
