@@ -443,7 +443,7 @@ def _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, 
             raise GraphError(f"{where}: the {BACKEND} backend maps nearest ×2 upsampling, got ×{factors}")
         emit(Unit(node.name, *_kind_params("upsample", [s], ch, grid)), node.output[0], t, [node])
     elif op == "Concat":
-        if len(node.input) != 2 or _int_attr(node, "axis") not in (1, -2):
+        if len(node.input) != 2 or _int_attr(node, "axis") not in (1, 1 - len(x_shape)):
             raise GraphError(f"{where}: the {BACKEND} backend maps a Concat of two tensors on the channel axis")
         b, ch_b, pts_b = source(node.input[1])
         out_t = graph.types[node.output[0]]
