@@ -7,8 +7,8 @@
 // (K-1)·WD + K consecutive raster points, one slot more lets the input write while the output reads.
 // D counts the points written since the output's field began; output point (i, j) waits for D above
 // the raster index of (min(i+PAD, H-1), min(j+PAD, WD-1)), and the input may write while D minus the
-// raster index of (max(i-PAD, 0), max(j-PAD, 0)) is below S. One output beat per cycle:
-// H·WD·K·K·NW cycles per field.
+// raster index of (max(i-PAD, 0), max(j-PAD, 0)) is below S (column 0 in the top PAD rows, where
+// the next row's windows start at (0, 0) again). One output beat per cycle: H·WD·K·K·NW cycles a field.
 module qpde_swu2d #(
     parameter W = 8,
     parameter LN = 1,
@@ -75,7 +75,9 @@ module qpde_swu2d #(
     reg [PB-1:0] d;
 
     wire [RB-1:0] lo_i = oi >= R_PAD ? oi - R_PAD : {RB{1'b0}};
-    wire [RB-1:0] lo_j = oj >= R_PAD ? oj - R_PAD : {RB{1'b0}};
+    // the first point any window from here on needs: in the top PAD rows the next row's window
+    // starts at (0, 0) again, so the column bound only counts below them
+    wire [RB-1:0] lo_j = oi >= R_PAD && oj >= R_PAD ? oj - R_PAD : {RB{1'b0}};
     wire [RB-1:0] hi_i = oi + R_PAD >= R_H ? R_HLAST : oi + R_PAD;
     wire [RB-1:0] hi_j = oj + R_PAD >= R_WD ? R_WLAST : oj + R_PAD;
     wire [PB-1:0] lo = {{(PB-RB){1'b0}}, lo_i} * P_WD + {{(PB-RB){1'b0}}, lo_j};
