@@ -9,9 +9,9 @@ Fusion (every integer parameter derived from QGraph's exact types and constants)
 - Add(activation, activation) [+ Add uniform constant] [+ Relu] [+ Quant] → ``add``;
 - Transpose swapping two groups of axes → ``transpose`` [R, C] → [C, R];
 - a Quant or Relu [+ Quant] that nothing absorbed → ``map``;
-- 1-D spatial ops on channels-last streams (see ``_spatial``): Conv [+ Relu] [+ Quant] → ``swu`` (a
-  sliding window; none for kernel 1) + ``mvau``; MaxPool 2 → ``pool``; nearest ×2 Resize →
-  ``upsample``; Concat on channels → ``concat``.
+- 1-D and 2-D spatial ops on channels-last streams (see ``_spatial``): Conv [+ Relu] [+ Quant] →
+  ``swu``/``swu2d`` (a sliding window; none for kernel 1) + ``mvau``; MaxPool 2 → ``pool``/``pool2d``;
+  nearest ×2 Resize → ``upsample``/``upsample2d``; Concat on channels → ``concat``.
 Anything else is a GraphError naming the node.
 """
 
@@ -60,7 +60,7 @@ class Stream:
 @dataclass
 class Unit:
     name: str  # the layer name: the QGraph node that anchors the unit (MatMul, Add, Transpose, …)
-    kind: str  # mvau | add | map | transpose | swu | pool | upsample | concat | fork | fifo | dwc
+    kind: str  # mvau | add | map | transpose | swu[2d] | pool[2d] | upsample[2d] | concat | fork | fifo | dwc
     inputs: list[str]
     outputs: list[str]
     params: dict = field(default_factory=dict)
@@ -359,9 +359,9 @@ def _transpose_split(graph: QGraph, node, in_shape: tuple[int, ...]) -> tuple[in
                      f"the {BACKEND} backend does not map it")
 
 
-# ---- 1-D spatial ops (UNet1d) on channels-last streams ---------------------------------------------
-# A [1, C, L] tensor is carried channels-last: point by point, each point's C codes in channel order
-# (the flat C order of its [L, C] transpose). With C = 1 or L = 1 that is its C order, so no unit is
+# ---- spatial ops (UNet1d, UNet2d) on channels-last streams -----------------------------------------
+# A [1, C, L] or [1, C, H, W] tensor is carried channels-last: point by point (raster order in 2-D),
+# each point's C codes in channel order (the flat C order of its [L, C] / [H, W, C] transpose). With C = 1 or L = 1 that is its C order, so no unit is
 # needed between the two conventions (the UNet's input and output have one channel); otherwise a
 # ``transpose`` unit converts where a channels-last stream meets a C-order consumer (MatMul, shape
 # ops, Add, Quant/Relu, the output) or a C-order stream meets a spatial op.
@@ -382,6 +382,7 @@ class _Layout:
             self.streams[out] = Stream(out, self.streams[s].type, self.streams[s].numel)
             self.units.append(Unit(f"Transpose_{tag}_{s}", "transpose", [s], [out], {"R": rows, "C": cols}))
             self.made[s] = out
+            self.made.setdefault(out, s)  # converting the copy back is the original
         return self.made[s]
 
     def c_order(self, s: str) -> str:
