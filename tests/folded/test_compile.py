@@ -95,7 +95,12 @@ def test_invalid_folding_names_the_layer(fno_l1_qonnx):
     with pytest.raises(ConfigError, match="unknown layers"):
         validate(df, {"nope": {"pe": 1}})
     with pytest.raises(ConfigError, match=r"'Transpose_0' \(transpose\): unknown folding keys"):
-        validate(df, {"Transpose_0": {"lanes": 2}})
+        validate(df, {"Transpose_0": {"pe": 2}})
+    # skewed banks: L must divide both the rows and the columns (16×4: L in 1, 2, 4)
+    with pytest.raises(ConfigError, match=r"layer 'Transpose_0' \(transpose 16×4\): lanes 8 does not divide both .*"
+                                          r"valid lanes: \[1, 2, 4\]"):
+        validate(df, {"Transpose_0": {"lanes": 8}})
+    assert validate(df, {"Transpose_1": {"lanes": 4}})["Transpose_1"] == {"lanes": 4}
 
 
 def test_cycle_model_and_optimizer(fno_l1_qonnx):
@@ -106,9 +111,17 @@ def test_cycle_model_and_optimizer(fno_l1_qonnx):
         f = optimize(df, target_ii=target)
         assert f.target_met and f.ii_cycles <= target
         assert max(cycle_model(elaborate(df, f.layers)).values()) == f.ii_cycles
-    # the transposes move one element per cycle: 64 cycles per field is the floor
+    # the transposes grow to 4 lanes (gcd of 16×4) without width converters next to them
     f = optimize(df, target_ii=16)
-    assert not f.target_met and f.ii_cycles == 64 and "cannot be folded further" in f.note
+    assert f.target_met and f.ii_cycles == 16
+    assert f.layers["Transpose_0"] == f.layers["Transpose_1"] == {"lanes": 4}
+    # where the neighbours' lanes match the transpose's, nothing converts widths next to it
+    phys = elaborate(df, {"MatMul_0": {"pe": 4}, "Transpose_0": {"lanes": 4}, "MatMul_2": {"simd": 4}})
+    assert not [u for u in phys.units if u.kind == "dwc" and "Transpose_0" in (u.params["producer"], u.params["consumer"])]
+    assert cycle_model(phys)["Transpose_0"] == 16
+    # the input stream (one element per cycle: the lifting MVAU has K = 1) is the floor
+    f = optimize(df, target_ii=8)
+    assert not f.target_met and f.ii_cycles == 16 and "input cannot be folded further" in f.note
     # fields/s at a clock, and a multiplier budget
     f = optimize(df, target_fps=1e6, clock_mhz=100)
     assert f.target_met and f.ii_cycles <= 100

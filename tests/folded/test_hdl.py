@@ -25,6 +25,9 @@ CASES = [
     ("qpde_add", {"L": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "BSHIFT": 3, "SUM_W": 11, "OUT_W": 5}),
     ("qpde_map", {"L": 3, "IN_W": 9, "OUT_W": 4, "RSHIFT": 3}),
     ("qpde_transpose", {"W": 5, "R": 6, "C": 3, "AB": 5}),
+    ("qpde_transpose", {"W": 5, "L": 2, "R": 6, "C": 4, "AB": 4, "LB": 1}),
+    ("qpde_transpose", {"W": 3, "L": 3, "R": 6, "C": 9, "AB": 5, "LB": 2}),
+    ("qpde_transpose", {"W": 4, "L": 4, "R": 4, "C": 4, "AB": 2, "LB": 2}),
 ]
 
 

@@ -1,6 +1,6 @@
 """Elaboration: a logical Dataflow and a folding → the physical stream graph that codegen writes.
 
-Every stream gets its lanes from its producer (MVAU: PE; add/map: lanes; transpose: 1; the input:
+Every stream gets its lanes from its producer (MVAU: PE; add/map: lanes; transpose: its lanes; the input:
 the first consumer's). A stream read by several consumers goes through a chain of 2-way forks; a
 consumer whose lanes differ gets a data-width converter (two, through the gcd, when neither lane
 count divides the other).

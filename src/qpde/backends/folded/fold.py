@@ -3,7 +3,8 @@
 A folding maps layer names (Dataflow unit names) to parallelism:
 - mvau: {"pe": PE, "simd": SIMD}, PE | C (outputs per row), SIMD | K (inputs per row);
 - add, map: {"lanes": L}, L | elements per field;
-- transpose: one element per cycle (not foldable yet; its lanes are fixed at 1).
+- transpose [R, C] → [C, R]: {"lanes": L}, L | gcd(R, C) (skewed banks: an L-wide row beat in, an
+  L-wide column beat out per cycle).
 Layers missing from a folding run at parallelism 1.
 """
 
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 
 from qpde.backends.folded.graph import Dataflow, Unit
 from qpde.errors import ConfigError
+
+FOLDABLE = ("mvau", "add", "map", "transpose")  # unit kinds with a parallelism of their own
 
 
 @dataclass
@@ -59,6 +62,14 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
             raise ConfigError(f"layer {unit.name!r} ({unit.kind}): lanes {lanes} does not divide its {n} elements "
                               "per field")
         out = {"lanes": lanes}
+    elif unit.kind == "transpose":
+        allowed = {"lanes"}
+        lanes = int(spec.get("lanes", 1))
+        g = math.gcd(p["R"], p["C"])
+        if lanes < 1 or g % lanes:
+            raise ConfigError(f"layer {unit.name!r} (transpose {p['R']}×{p['C']}): lanes {lanes} does not divide "
+                              f"both its {p['R']} rows and {p['C']} columns; valid lanes: {_divisors(g)}")
+        out = {"lanes": lanes}
     else:
         allowed = set()
         out = {}
@@ -96,7 +107,7 @@ def unit_cycles(df: Dataflow, unit: Unit) -> int:
         s_in, s_out = df.streams[unit.inputs[0]], df.streams[unit.outputs[0]]
         return s_in.numel // min(s_in.lanes, s_out.lanes)
     s = df.streams[unit.outputs[0]]
-    return s.numel // s.lanes  # one beat per cycle (transpose: lanes 1)
+    return s.numel // s.lanes  # one beat per cycle
 
 
 def cycle_model(df: Dataflow) -> dict[str, int]:
@@ -119,6 +130,9 @@ def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> dict[str, int] | Non
     if unit.kind in ("add", "map"):
         bigger = [d for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
         return {"lanes": bigger[0]} if bigger else None
+    if unit.kind == "transpose":
+        bigger = [d for d in _divisors(math.gcd(p["R"], p["C"])) if d > par["lanes"]]
+        return {"lanes": bigger[0]} if bigger else None
     return None
 
 
@@ -126,7 +140,8 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
              clock_mhz: float | None = None, max_pe_simd: int | None = None) -> Folding:
     """SetFolding in spirit: start every layer at parallelism 1 and raise the slowest unit's folding
     one step at a time until the cycle model's II meets the target (target_ii cycles, or target_fps
-    fields/s at clock_mhz), the slowest unit cannot grow (a transpose, or an MVAU at full PE·SIMD), or
+    fields/s at clock_mhz), the slowest unit cannot grow (an MVAU at full PE·SIMD, a transpose at
+    gcd(R, C) lanes, a converter between units that cannot), or
     the next step would exceed max_pe_simd (Σ PE·SIMD over MVAUs, the multiplier budget)."""
     from qpde.backends.folded.compile import elaborate
 
@@ -143,13 +158,13 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if target_ii is not None and ii <= target_ii:
             break
         unit = next((u for u in df.units if u.name == slowest), None)
-        if unit is None or unit.kind not in ("mvau", "add", "map"):
-            # the input stream, a transpose or a width converter: grow the neighbour that sets its width
+        if unit is None or unit.kind not in FOLDABLE:
+            # the input stream or a width converter: grow the neighbour that sets its width
             unit = _limiting_neighbour(df, slowest, folding)
         grown = _grow(df, unit, folding[unit.name]) if unit is not None else None
         if grown is None:
-            why = "; transposes and their width converters move one element per cycle" \
-                if unit is None or unit.kind not in ("mvau", "add", "map") else ""
+            why = f"; a transpose moves at most gcd(R, C) = {_gcd(unit)} elements " \
+                "per cycle" if unit is not None and unit.kind == "transpose" else ""
             note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
         trial = {**folding, unit.name: grown}
@@ -167,7 +182,7 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
     from qpde.backends.folded.compile import elaborate
 
     if name == "input":
-        return next((u for u in df.consumers(df.input) if u.kind in ("mvau", "add", "map")), None)
+        return next((u for u in df.consumers(df.input) if u.kind in FOLDABLE), None)
     phys = elaborate(df, folding)
     unit = next((u for u in phys.units if u.name == name), None)
     if unit is None or unit.kind != "dwc":
@@ -176,4 +191,8 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
     logical = {u.name: u for u in df.units}
     owner = unit.params["producer"] if s_in.lanes < s_out.lanes else unit.params["consumer"]
     found = logical.get(owner)
-    return found if found is not None and found.kind in ("mvau", "add", "map") else None
+    return found if found is not None and found.kind in FOLDABLE else None
+
+
+def _gcd(unit: Unit) -> int:
+    return math.gcd(unit.params["R"], unit.params["C"])
