@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -140,7 +141,8 @@ def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
     # input (16 elements): lags 1/16 + transposes 2 + MVAU rows 16/64, 32/32, 8/64, 4/64, 8/128 on the long path
     assert fifos["fifo_Quant_11_out0_1"] >= 3 * 16 and fifos["fifo_Quant_12_out0_1"] >= 3 * 64
     res = elaborate(build_dataflow(QGraph(folded_graphs["residual"])), {})
-    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [2 * 8 + 2]
+    # one row (8 elements) of lag, one more tensor, 8 pipeline cycles of the MVAU at II 64, 2 beats
+    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [math.ceil((2 + 8 / 64) * 8) + 2]
 
 
 @pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
@@ -186,3 +188,25 @@ def test_yosys_counts_of_a_netlist_too_small_for_the_buffers_are_withheld(fno_l1
     cells["FDRE"] = needed
     (full,) = flow.run_folded(graph, tmp_path / "b", np.zeros((3, 16)), cfg)
     assert full["lut"] == 1234 and "withheld" not in full["note"]
+
+
+def test_default_fno_goes_below_width_times_resolution(tmp_path):
+    """The default `qpde run` FNO (r64, width 8, 8 modes, 2 layers): one element per cycle through its
+    transposes stopped the optimizer at II 64·8 = 512; at 8 lanes (gcd(64, 8)) they take 64 cycles."""
+    import torch
+
+    from qpde.export import export_model
+    from qpde.models.fno import FNO1d, FNOConfig
+    from qpde.quant import parse_scenario
+    from tests.conftest import calibrated
+
+    torch.manual_seed(0)
+    model = calibrated(FNO1d(64, FNOConfig(), parse_scenario("w4a4")), 64)
+    df = build_dataflow(QGraph(export_model(model, 64, tmp_path / "fno.onnx")))
+    assert {(u.params["R"], u.params["C"]) for u in df.units if u.kind == "transpose"} == {(64, 8), (8, 64)}
+    f = optimize(df, target_ii=128)
+    assert f.target_met and f.ii_cycles <= 128
+    assert all(f.layers[u.name]["lanes"] >= 4 for u in df.units if u.kind == "transpose")
+    f = optimize(df, target_ii=1)  # the floor: the input stream (the lifting MVAU has K = 1)
+    assert f.ii_cycles == 64 and not f.target_met
+    assert max(cycle_model(elaborate(df, f.layers)).values()) == f.ii_cycles

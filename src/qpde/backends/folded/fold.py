@@ -118,22 +118,17 @@ def cycle_model(df: Dataflow) -> dict[str, int]:
     return cycles
 
 
-def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> dict[str, int] | None:
-    """The next larger parallelism of a unit: SIMD first (up to K), then PE; None at the maximum."""
+def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]:
+    """The larger parallelisms of a unit, smallest step first: SIMD (up to K), then PE; lanes."""
     p = unit.params
     if unit.kind == "mvau":
-        bigger = [d for d in _divisors(p["K"]) if d > par["simd"]]
-        if bigger:
-            return {**par, "simd": bigger[0]}
-        bigger = [d for d in _divisors(p["C"]) if d > par["pe"]]
-        return {**par, "pe": bigger[0]} if bigger else None
+        return [{**par, "simd": d} for d in _divisors(p["K"]) if d > par["simd"]] + \
+            [{**par, "pe": d} for d in _divisors(p["C"]) if d > par["pe"]]
     if unit.kind in ("add", "map"):
-        bigger = [d for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
-        return {"lanes": bigger[0]} if bigger else None
+        return [{"lanes": d} for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
     if unit.kind == "transpose":
-        bigger = [d for d in _divisors(math.gcd(p["R"], p["C"])) if d > par["lanes"]]
-        return {"lanes": bigger[0]} if bigger else None
-    return None
+        return [{"lanes": d} for d in _divisors(math.gcd(p["R"], p["C"])) if d > par["lanes"]]
+    return []
 
 
 def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | None = None,
@@ -161,13 +156,18 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if unit is None or unit.kind not in FOLDABLE:
             # the input stream or a width converter: grow the neighbour that sets its width
             unit = _limiting_neighbour(df, slowest, folding)
-        grown = _grow(df, unit, folding[unit.name]) if unit is not None else None
-        if grown is None:
+        # the smallest step that does not make the design slower (a step whose lanes share only a
+        # small gcd with a neighbour's would put a slow width converter between them: skip it)
+        steps = _grow(df, unit, folding[unit.name]) if unit is not None else []
+        trial = next((t for t in ({**folding, unit.name: g} for g in steps)
+                      if max(cycle_model(elaborate(df, t)).values()) <= ii), None)
+        if trial is None:
             why = f"; a transpose moves at most gcd(R, C) = {_gcd(unit)} elements " \
-                "per cycle" if unit is not None and unit.kind == "transpose" else ""
+                "per cycle" if unit is not None and unit.kind == "transpose" and not steps else ""
+            if steps:
+                why = f"; every larger {unit.name} folding needs a slower width converter"
             note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
-        trial = {**folding, unit.name: grown}
         macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v)
         if max_pe_simd is not None and macs > max_pe_simd:
             note = f"PE·SIMD budget {max_pe_simd} reached ({slowest}: {ii} cycles per field)"
