@@ -12,7 +12,8 @@ Per target II: the optimizer's folding → build → Verilator on `--fields` inp
 and random inputs) with 30 % gaps/stalls and without, bit-exact with the golden (MismatchError
 otherwise) → Yosys xc7 counts (withheld when the netlist cannot hold the buffered bits, as
 qpde.backends.folded.flow) → synth_ecp5 + nextpnr-ecp5 (LFE5U-85F) unless --no-pnr. One JSON row per
-design in OUT/<model>_<scenario>_ii<II>/row.json, with the wall time of every step.
+design in OUT/<model>_<scenario>_ii<II>/row.json, with the wall time of every step; a design
+already verified there is not built again (a later run with synthesis resumes from it).
 """
 
 from __future__ import annotations
@@ -52,28 +53,37 @@ def export(model: str, scenario: str, out: Path) -> Path:
 
 
 def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeout_s: float,
-              pnr_timeout_s: float) -> dict:
+              pnr_timeout_s: float, synth: bool = True) -> dict:
     from qpde.backends.folded import build_folded, folded_verdict
     from qpde.backends.folded.flow import buffered_bits, folding_label, netlist_bits
     from qpde.backends.folded.synth import synth_folded
     from qpde.errors import MismatchError
     from qpde.rtl import default_check_inputs
 
-    times = {}
-    t = time.perf_counter()
-    design = build_folded(graph, folder, folding.layers)
-    times["build"] = time.perf_counter() - t
-    x = default_check_inputs(graph, n_random=fields, seed=0)[:fields]
-    t = time.perf_counter()
-    verdict = folded_verdict(graph, design, x)
-    times["verilator"] = time.perf_counter() - t  # build + two runs
-    row = {"folding": folding_label(folding), "predicted_ii": design.predicted_ii, "measured_ii": verdict["ii_cycles"],
-           "latency": verdict["latency_cycles"], "fields": verdict["samples"],
-           "mismatches": verdict["mismatching_samples"], "units": design.units, "times_s": times,
-           "verilator_build_s": design.times_s.get("verilator_build")}
-    (folder / "row.json").write_text(json.dumps(row, indent=2))
-    if verdict["mismatching_samples"]:
-        raise MismatchError(f"{folder.name}: {verdict['mismatching_samples']}/{verdict['samples']} fields differ")
+    from qpde.backends.folded.sim import load_folded
+
+    done = folder / "row.json"
+    if done.exists() and json.loads(done.read_text()).get("mismatches") == 0:  # verified earlier: resume
+        row, design = json.loads(done.read_text()), load_folded(folder)
+        times = row["times_s"]
+    else:
+        times = {}
+        t = time.perf_counter()
+        design = build_folded(graph, folder, folding.layers)
+        times["build"] = time.perf_counter() - t
+        x = default_check_inputs(graph, n_random=fields, seed=0)[:fields]
+        t = time.perf_counter()
+        verdict = folded_verdict(graph, design, x)
+        times["verilator"] = time.perf_counter() - t  # build + two runs
+        row = {"folding": folding_label(folding), "predicted_ii": design.predicted_ii,
+               "measured_ii": verdict["ii_cycles"], "latency": verdict["latency_cycles"],
+               "fields": verdict["samples"], "mismatches": verdict["mismatching_samples"], "units": design.units,
+               "times_s": times, "verilator_build_s": design.times_s.get("verilator_build")}
+        done.write_text(json.dumps(row, indent=2))
+        if verdict["mismatching_samples"]:
+            raise MismatchError(f"{folder.name}: {verdict['mismatching_samples']}/{verdict['samples']} fields differ")
+    if not synth:
+        return row
     t = time.perf_counter()
     xc7 = synth_folded(design, folder / "synth_xc7", timeout_s=synth_timeout_s)
     times["yosys_xc7"] = time.perf_counter() - t
@@ -91,7 +101,7 @@ def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeou
         row.update(ecp5_lut=placed.get("lut"), ecp5_ebr=placed.get("bram"), ecp5_mult=placed.get("dsp"),
                    fmax_mhz=placed.get("fmax_mhz"), ecp5_note=placed.get("note"), dsp_note=placed.get("dsp_note"))
         if placed.get("fmax_mhz"):
-            row["fields_per_s"] = placed["fmax_mhz"] * 1e6 / verdict["ii_cycles"]
+            row["fields_per_s"] = placed["fmax_mhz"] * 1e6 / row["measured_ii"]
     (folder / "row.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -107,6 +117,7 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=24, help="inputs simulated per design (edge + random)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/folded-scale"))
     parser.add_argument("--no-pnr", dest="pnr", action="store_false")
+    parser.add_argument("--no-synth", dest="synth", action="store_false", help="build and verify only")
     parser.add_argument("--synth-timeout", type=float, default=3600)
     parser.add_argument("--pnr-timeout", type=float, default=1800)
     args = parser.parse_args()
@@ -117,7 +128,8 @@ def main() -> None:
         folding = optimize(df, target_ii=target)
         folder = args.out / f"{args.model}_{args.scenario}_ii{folding.ii_cycles}"
         logging.info("%s: %s", folder.name, folding.note or "target met")
-        row = build_one(graph, folding, folder, args.fields, args.pnr, args.synth_timeout, args.pnr_timeout)
+        row = build_one(graph, folding, folder, args.fields, args.pnr, args.synth_timeout, args.pnr_timeout,
+                        args.synth)
         logging.info("%s: %s", folder.name, json.dumps(row))
 
 

@@ -145,10 +145,11 @@ def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
     assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [math.ceil((2 + 8 / 64) * 8) + 2]
 
 
-@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
-def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario):
-    """FNO2d's kron(I_8, F_y) DFT stages: an MVAU with F_y over 8× more rows, never the dense matrix."""
-    graph = QGraph(fno2d_qonnx(scenario))
+@pytest.mark.parametrize("scenario,rounding", [("w4a4", "floor"), ("w8a8", "floor"), ("w4a4", "round")])
+def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario, rounding):
+    """FNO2d's kron(I_8, F_y) DFT stages: an MVAU with F_y over 8× more rows, never the dense matrix
+    (round half up: the half-LSB constant after a kron MatMul has the dense matrix's C·8 entries)."""
+    graph = QGraph(fno2d_qonnx(scenario, rounding))
     df = build_dataflow(graph)
     kron = [u for u in df.units if u.kind == "mvau" and u.params["kron"] > 1]
     assert len(kron) == 4 and all(u.params["kron"] == 8 for u in kron)
