@@ -14,6 +14,8 @@ Runs (or reads) a sweep with the folded backend and prints, from that one run:
 Usage: .venv/bin/python benchmarks/folded.py [--config hardware-folded] [--out DIR]
 (the embedded `hardware-folded` config builds the hardware FNO with rtl and folded backends; the
 default run's results work too: --config quick --out <its folder>). Ratios from this one run.
+Paper-scale models (no data set or training needed), one design at a time with resume:
+benchmarks/folded_scale.py.
 """
 
 from __future__ import annotations

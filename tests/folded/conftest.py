@@ -134,12 +134,14 @@ def fno2d_qonnx(tmp_path_factory):
     root = tmp_path_factory.mktemp("fno2d")
     cache = {}
 
-    def get(scenario: str) -> Path:
-        if scenario not in cache:
+    def get(scenario: str, rounding: str = "floor") -> Path:
+        """rounding "round": the default export (half an LSB added after each MatMul's bias)."""
+        key = f"{scenario}_{rounding}"
+        if key not in cache:
             torch.manual_seed(0)
-            model = calibrated(FNO2d(R2D, FNOConfig(width=4, modes=3, layers=2, proj=8), parse_scenario(scenario)),
-                               R2D * R2D)
-            cache[scenario] = export_model(model, R2D * R2D, root / f"{scenario}.onnx")
-        return cache[scenario]
+            spec = parse_scenario(scenario).with_options(rounding=rounding)
+            model = calibrated(FNO2d(R2D, FNOConfig(width=4, modes=3, layers=2, proj=8), spec), R2D * R2D)
+            cache[key] = export_model(model, R2D * R2D, root / f"{key}.onnx")
+        return cache[key]
 
     return get

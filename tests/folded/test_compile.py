@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -95,7 +96,12 @@ def test_invalid_folding_names_the_layer(fno_l1_qonnx):
     with pytest.raises(ConfigError, match="unknown layers"):
         validate(df, {"nope": {"pe": 1}})
     with pytest.raises(ConfigError, match=r"'Transpose_0' \(transpose\): unknown folding keys"):
-        validate(df, {"Transpose_0": {"lanes": 2}})
+        validate(df, {"Transpose_0": {"pe": 2}})
+    # skewed banks: L must divide both the rows and the columns (16×4: L in 1, 2, 4)
+    with pytest.raises(ConfigError, match=r"layer 'Transpose_0' \(transpose 16×4\): lanes 8 does not divide both .*"
+                                          r"valid lanes: \[1, 2, 4\]"):
+        validate(df, {"Transpose_0": {"lanes": 8}})
+    assert validate(df, {"Transpose_1": {"lanes": 4}})["Transpose_1"] == {"lanes": 4}
 
 
 def test_cycle_model_and_optimizer(fno_l1_qonnx):
@@ -106,9 +112,17 @@ def test_cycle_model_and_optimizer(fno_l1_qonnx):
         f = optimize(df, target_ii=target)
         assert f.target_met and f.ii_cycles <= target
         assert max(cycle_model(elaborate(df, f.layers)).values()) == f.ii_cycles
-    # the transposes move one element per cycle: 64 cycles per field is the floor
+    # the transposes grow to 4 lanes (gcd of 16×4) without width converters next to them
     f = optimize(df, target_ii=16)
-    assert not f.target_met and f.ii_cycles == 64 and "cannot be folded further" in f.note
+    assert f.target_met and f.ii_cycles == 16
+    assert f.layers["Transpose_0"] == f.layers["Transpose_1"] == {"lanes": 4}
+    # where the neighbours' lanes match the transpose's, nothing converts widths next to it
+    phys = elaborate(df, {"MatMul_0": {"pe": 4}, "Transpose_0": {"lanes": 4}, "MatMul_2": {"simd": 4}})
+    assert not [u for u in phys.units if u.kind == "dwc" and "Transpose_0" in (u.params["producer"], u.params["consumer"])]
+    assert cycle_model(phys)["Transpose_0"] == 16
+    # the input stream (one element per cycle: the lifting MVAU has K = 1) is the floor
+    f = optimize(df, target_ii=8)
+    assert not f.target_met and f.ii_cycles == 16 and "input cannot be folded further" in f.note
     # fields/s at a clock, and a multiplier budget
     f = optimize(df, target_fps=1e6, clock_mhz=100)
     assert f.target_met and f.ii_cycles <= 100
@@ -127,13 +141,15 @@ def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
     # input (16 elements): lags 1/16 + transposes 2 + MVAU rows 16/64, 32/32, 8/64, 4/64, 8/128 on the long path
     assert fifos["fifo_Quant_11_out0_1"] >= 3 * 16 and fifos["fifo_Quant_12_out0_1"] >= 3 * 64
     res = elaborate(build_dataflow(QGraph(folded_graphs["residual"])), {})
-    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [2 * 8 + 2]
+    # one row (8 elements) of lag, one more tensor, 8 pipeline cycles of the MVAU at II 64, 2 beats
+    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [math.ceil((2 + 8 / 64) * 8) + 2]
 
 
-@pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
-def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario):
-    """FNO2d's kron(I_8, F_y) DFT stages: an MVAU with F_y over 8× more rows, never the dense matrix."""
-    graph = QGraph(fno2d_qonnx(scenario))
+@pytest.mark.parametrize("scenario,rounding", [("w4a4", "floor"), ("w8a8", "floor"), ("w4a4", "round")])
+def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario, rounding):
+    """FNO2d's kron(I_8, F_y) DFT stages: an MVAU with F_y over 8× more rows, never the dense matrix
+    (round half up: the half-LSB constant after a kron MatMul has the dense matrix's C·8 entries)."""
+    graph = QGraph(fno2d_qonnx(scenario, rounding))
     df = build_dataflow(graph)
     kron = [u for u in df.units if u.kind == "mvau" and u.params["kron"] > 1]
     assert len(kron) == 4 and all(u.params["kron"] == 8 for u in kron)
@@ -173,3 +189,25 @@ def test_yosys_counts_of_a_netlist_too_small_for_the_buffers_are_withheld(fno_l1
     cells["FDRE"] = needed
     (full,) = flow.run_folded(graph, tmp_path / "b", np.zeros((3, 16)), cfg)
     assert full["lut"] == 1234 and "withheld" not in full["note"]
+
+
+def test_default_fno_goes_below_width_times_resolution(tmp_path):
+    """The default `qpde run` FNO (r64, width 8, 8 modes, 2 layers): one element per cycle through its
+    transposes stopped the optimizer at II 64·8 = 512; at 8 lanes (gcd(64, 8)) they take 64 cycles."""
+    import torch
+
+    from qpde.export import export_model
+    from qpde.models.fno import FNO1d, FNOConfig
+    from qpde.quant import parse_scenario
+    from tests.conftest import calibrated
+
+    torch.manual_seed(0)
+    model = calibrated(FNO1d(64, FNOConfig(), parse_scenario("w4a4")), 64)
+    df = build_dataflow(QGraph(export_model(model, 64, tmp_path / "fno.onnx")))
+    assert {(u.params["R"], u.params["C"]) for u in df.units if u.kind == "transpose"} == {(64, 8), (8, 64)}
+    f = optimize(df, target_ii=128)
+    assert f.target_met and f.ii_cycles <= 128
+    assert all(f.layers[u.name]["lanes"] >= 4 for u in df.units if u.kind == "transpose")
+    f = optimize(df, target_ii=1)  # the floor: the input stream (the lifting MVAU has K = 1)
+    assert f.ii_cycles == 64 and not f.target_met
+    assert max(cycle_model(elaborate(df, f.layers)).values()) == f.ii_cycles

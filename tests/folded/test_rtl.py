@@ -48,6 +48,31 @@ def test_transpose_and_requant(folded_graphs, tmp_path):
     check(graph, build_folded(graph, tmp_path), random_inputs(graph), seed=3)
 
 
+@pytest.mark.parametrize("rows,cols,lanes,out_lanes", [(6, 4, 2, 2), (4, 8, 4, 4), (6, 9, 3, 1), (8, 8, 8, 8),
+                                                       (12, 8, 4, 2)])
+def test_multi_lane_transpose(tmp_path, rows, cols, lanes, out_lanes):
+    """Skewed banks: an L-wide row beat in and an L-wide column beat out per cycle, square and
+    rectangular, L a power of two or not, with and without a width converter after it."""
+    from tests.folded.conftest import transpose_qonnx
+
+    graph = QGraph(transpose_qonnx(tmp_path / "t.onnx", rows, cols))
+    design = build_folded(graph, tmp_path / "d", {"transpose": {"lanes": lanes}, "q_out": {"lanes": out_lanes}})
+    assert design.input_lanes == lanes and design.predicted_ii == rows * cols // min(lanes, out_lanes)
+    check(graph, design, random_inputs(graph), seed=rows + lanes)
+
+
+def test_tiny_fno_with_multi_lane_transposes(fno_l1_qonnx, tmp_path):
+    """The optimizer below the old one-element-per-cycle floor (64): transposes at 4 lanes, II 16."""
+    from qpde.backends.folded import build_dataflow, optimize
+
+    graph = QGraph(fno_l1_qonnx("w4a4"))
+    folding = optimize(build_dataflow(graph), target_ii=16)
+    assert folding.target_met and folding.layers["Transpose_0"] == {"lanes": 4}
+    design = build_folded(graph, tmp_path, folding.layers)
+    check(graph, design, edge_inputs(graph), seed=13)
+    assert design.ii_cycles == design.predicted_ii == 16
+
+
 @pytest.mark.parametrize("folding", [{}, {"mm": {"pe": 2, "simd": 4}, "add": {"lanes": 2}}])
 def test_fork_fifo_add_with_different_exponents(folded_graphs, tmp_path, folding):
     graph = QGraph(folded_graphs["residual"])

@@ -96,7 +96,8 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         ports = [("s", x), ("m", y)]
     elif unit.kind == "transpose":
         x, y = ins[0], outs[0]
-        params = [("W", x.type.width), ("R", p["R"]), ("C", p["C"]), ("AB", clog2(p["R"] * p["C"]))]
+        params = [("W", x.type.width), ("L", x.lanes), ("R", p["R"]), ("C", p["C"]),
+                  ("AB", clog2(p["R"] * p["C"] // x.lanes)), ("LB", clog2(x.lanes))]
         ports = [("s", x), ("m", y)]
     elif unit.kind == "fork":
         x = ins[0]

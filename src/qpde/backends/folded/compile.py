@@ -1,6 +1,6 @@
 """Elaboration: a logical Dataflow and a folding → the physical stream graph that codegen writes.
 
-Every stream gets its lanes from its producer (MVAU: PE; add/map: lanes; transpose: 1; the input:
+Every stream gets its lanes from its producer (MVAU: PE; add/map: lanes; transpose: its lanes; the input:
 the first consumer's). A stream read by several consumers goes through a chain of 2-way forks; a
 consumer whose lanes differ gets a data-width converter (two, through the gcd, when neither lane
 count divides the other).
@@ -14,7 +14,9 @@ summed along the longest path up to the first unit both branches reach (the join
 lag is smaller than its sibling's by D gets a FIFO of (D + 1) tensors (+2 beats): D to cover the lag,
 one more so the fork can already accept the next field while the join drains this one (without
 it the pipeline serializes across the fork and II exceeds the slowest unit). Branches with equal
-lag need no FIFO.
+lag need no FIFO. Each unit on a path also adds PIPELINE_CYCLES / II tensors for its pipeline
+registers and width converters: nothing at II in the thousands, but at II 16 (multi-lane
+transposes) a few cycles per unit are whole tensors, and without them the fork stalled (measured).
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ from qpde.backends.folded.fold import in_lanes, out_lanes, validate
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 FIFO_SLACK_BEATS = 2
+PIPELINE_CYCLES = 8  # per unit on a fork branch's path: registers of the unit and its width converters
+
+
+def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> int:
+    """Cycles per field of a logical unit at its parallelism (converters not counted: a lower bound of II)."""
+    if unit.kind == "mvau":
+        p = unit.params
+        return p["rows"] * (p["C"] // par["pe"]) * (p["K"] // par["simd"])
+    return streams[unit.outputs[0]].numel // par.get("lanes", 1)
 
 
 def unit_lag(df: Dataflow, unit: Unit) -> float:
@@ -66,24 +77,25 @@ def _reach(df: Dataflow, unit: Unit) -> set[str]:
     return seen
 
 
-def _lag_to(df: Dataflow, unit: Unit, join: set[str], memo: dict) -> float:
+def _lag_to(df: Dataflow, unit: Unit, join: set[str], memo: dict, pipe: float) -> float:
     """Largest summed lag from `unit` to a unit of `join` (join units excluded), −inf if none."""
     if unit.name in join:
         return 0.0
     if unit.name not in memo:
-        nxt = [_lag_to(df, v, join, memo) for v in _successors(df, unit)]
-        memo[unit.name] = unit_lag(df, unit) + max(nxt, default=-math.inf)
+        nxt = [_lag_to(df, v, join, memo, pipe) for v in _successors(df, unit)]
+        memo[unit.name] = unit_lag(df, unit) + pipe + max(nxt, default=-math.inf)
     return memo[unit.name]
 
 
-def branch_lags(df: Dataflow, consumers: list[Unit]) -> list[float]:
-    """Per consumer of one stream: lag of its path to where it meets the other consumers' paths."""
+def branch_lags(df: Dataflow, consumers: list[Unit], pipe: float = 0.0) -> list[float]:
+    """Per consumer of one stream: lag of its path to where it meets the other consumers' paths
+    (`pipe`: tensors added per unit on the path for its pipeline registers and width converters)."""
     reach = [_reach(df, u) for u in consumers]
     lags = []
     for i, u in enumerate(consumers):
         others = set().union(*(r for j, r in enumerate(reach) if j != i)) if len(reach) > 1 else set()
         join = reach[i] & others
-        lag = _lag_to(df, u, join, {}) if join else 0.0
+        lag = _lag_to(df, u, join, {}, pipe) if join else 0.0
         lags.append(lag if lag > -math.inf else 0.0)
     return lags
 
@@ -135,7 +147,7 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
                 heads.append(a)
                 cur = b
             heads.append(cur)
-            lags = branch_lags(df, [u for u, _ in ends]) + ([0.0] if out_too else [])
+            lags = branch_lags(df, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
             for k, lag in enumerate(lags):
                 gap = max(lags) - lag
                 if gap > 0:
@@ -148,6 +160,10 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
         if out_too:
             df_out[0] = heads[-1]
 
+    # A unit's pipeline (MVAU: 4 stages; the converters next to it) delays its output by a few cycles
+    # more than its lag in tensors: negligible at II in the thousands, several tensors at II 16.
+    ii = max(unit_cycles_logical(df, u, par[u.name], streams) for u in df.units)
+    pipe = PIPELINE_CYCLES / ii
     df_out = [df.output]
     distribute(df.input)
     for u in df.units:

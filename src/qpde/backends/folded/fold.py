@@ -3,7 +3,8 @@
 A folding maps layer names (Dataflow unit names) to parallelism:
 - mvau: {"pe": PE, "simd": SIMD}, PE | C (outputs per row), SIMD | K (inputs per row);
 - add, map: {"lanes": L}, L | elements per field;
-- transpose: one element per cycle (not foldable yet; its lanes are fixed at 1);
+- transpose [R, C] → [C, R]: {"lanes": L}, L | gcd(R, C) (skewed banks: an L-wide row beat in, an
+  L-wide column beat out per cycle);
 - pool, upsample, concat: {"lanes": L}, L | channels (a beat never straddles two points);
 - swu: not in a folding; it runs at its MVAU's SIMD, which must divide the conv's C_in.
 Layers missing from a folding run at parallelism 1.
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from qpde.backends.folded.graph import Dataflow, Unit
 from qpde.errors import ConfigError
+
 
 
 @dataclass
@@ -72,6 +74,14 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
     elif unit.kind in WINDOW_KINDS:  # lanes follow its MVAU's SIMD (_window_lanes); a given value must agree
         allowed = {"lanes"}
         out = {}
+    elif unit.kind == "transpose":
+        allowed = {"lanes"}
+        lanes = int(spec.get("lanes", 1))
+        g = math.gcd(p["R"], p["C"])
+        if lanes < 1 or g % lanes:
+            raise ConfigError(f"layer {unit.name!r} (transpose {p['R']}×{p['C']}): lanes {lanes} does not divide "
+                              f"both its {p['R']} rows and {p['C']} columns; valid lanes: {_divisors(g)}")
+        out = {"lanes": lanes}
     else:
         allowed = set()
         out = {}
@@ -114,7 +124,7 @@ def unit_cycles(df: Dataflow, unit: Unit) -> int:
         s = df.streams[unit.inputs[0]]
         return s.numel // s.lanes
     s = df.streams[unit.outputs[0]]
-    return s.numel // s.lanes  # one beat per cycle (transpose: lanes 1)
+    return s.numel // s.lanes  # one beat per cycle
 
 
 def cycle_model(df: Dataflow) -> dict[str, int]:
@@ -125,30 +135,28 @@ def cycle_model(df: Dataflow) -> dict[str, int]:
     return cycles
 
 
-def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> dict[str, int] | None:
-    """The next larger parallelism of a unit: SIMD first (up to K), then PE; None at the maximum."""
+def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]:
+    """The larger parallelisms of a unit, smallest step first: SIMD (up to K), then PE; lanes."""
     p = unit.params
     if unit.kind == "mvau":
         window = _window_of(df, unit)
-        bigger = [d for d in _divisors(window.params["C"] if window else p["K"]) if d > par["simd"]]
-        if bigger:
-            return {**par, "simd": bigger[0]}
-        bigger = [d for d in _divisors(p["C"]) if d > par["pe"]]
-        return {**par, "pe": bigger[0]} if bigger else None
+        return [{**par, "simd": d} for d in _divisors(window.params["C"] if window else p["K"]) if d > par["simd"]] + \
+            [{**par, "pe": d} for d in _divisors(p["C"]) if d > par["pe"]]
     if unit.kind in ("add", "map"):
-        bigger = [d for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
-        return {"lanes": bigger[0]} if bigger else None
+        return [{"lanes": d} for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
     if unit.kind in POINT_KINDS:
-        bigger = [d for d in _divisors(_point_channels(unit)) if d > par["lanes"]]
-        return {"lanes": bigger[0]} if bigger else None
-    return None
+        return [{"lanes": d} for d in _divisors(_point_channels(unit)) if d > par["lanes"]]
+    if unit.kind == "transpose":
+        return [{"lanes": d} for d in _divisors(math.gcd(p["R"], p["C"])) if d > par["lanes"]]
+    return []
 
 
 def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | None = None,
              clock_mhz: float | None = None, max_pe_simd: int | None = None) -> Folding:
     """SetFolding in spirit: start every layer at parallelism 1 and raise the slowest unit's folding
     one step at a time until the cycle model's II meets the target (target_ii cycles, or target_fps
-    fields/s at clock_mhz), the slowest unit cannot grow (a transpose, or an MVAU at full PE·SIMD), or
+    fields/s at clock_mhz), the slowest unit cannot grow (an MVAU at full PE·SIMD, a transpose at
+    gcd(R, C) lanes, a converter between units that cannot), or
     the next step would exceed max_pe_simd (Σ PE·SIMD over MVAUs, the multiplier budget)."""
     from qpde.backends.folded.compile import elaborate
 
@@ -168,15 +176,20 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         if unit is not None and unit.kind in WINDOW_KINDS:  # a sliding window runs at its MVAU's SIMD
             unit = df.unit(unit.params["mvau"])
         if unit is None or unit.kind not in FOLDABLE:
-            # the input stream, a transpose or a width converter: grow the neighbour that sets its width
+            # the input stream or a width converter: grow the neighbour that sets its width
             unit = _limiting_neighbour(df, slowest, folding)
-        grown = _grow(df, unit, folding[unit.name]) if unit is not None else None
-        if grown is None:
-            why = "; transposes and their width converters move one element per cycle" \
-                if unit is None or unit.kind not in FOLDABLE else ""
+        # the smallest step that does not make the design slower (a step whose lanes share only a
+        # small gcd with a neighbour's would put a slow width converter between them: skip it)
+        steps = _grow(df, unit, folding[unit.name]) if unit is not None else []
+        trial = next((t for t in ({**folding, unit.name: g} for g in steps)
+                      if max(cycle_model(elaborate(df, t)).values()) <= ii), None)
+        if trial is None:
+            why = f"; a transpose moves at most gcd(R, C) = {_gcd(unit)} elements " \
+                "per cycle" if unit is not None and unit.kind == "transpose" and not steps else ""
+            if steps:
+                why = f"; every larger {unit.name} folding needs a slower width converter"
             note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
-        trial = {**folding, unit.name: grown}
         macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v)
         if max_pe_simd is not None and macs > max_pe_simd:
             note = f"PE·SIMD budget {max_pe_simd} reached ({slowest}: {ii} cycles per field)"
@@ -211,7 +224,7 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
 # ---- 1-D spatial units -------------------------------------------------------------------------
 POINT_KINDS = ("pool", "upsample", "concat", "pool2d", "upsample2d")  # lanes | channels per point
 WINDOW_KINDS = ("swu", "swu2d")  # sliding windows: lanes = their MVAU's SIMD
-FOLDABLE = ("mvau", "add", "map") + POINT_KINDS
+FOLDABLE = ("mvau", "add", "map", "transpose") + POINT_KINDS
 
 
 def _point_channels(unit: Unit) -> int:
@@ -238,3 +251,7 @@ def _window_lanes(df: Dataflow, par: dict[str, dict[str, int]], folding: dict) -
             raise ConfigError(f"layer {u.name!r} (swu): lanes {given} differ from its MVAU's SIMD {simd}; leave the "
                               "sliding window out of the folding")
         par[u.name] = {"lanes": simd}
+
+
+def _gcd(unit: Unit) -> int:
+    return math.gcd(unit.params["R"], unit.params["C"])

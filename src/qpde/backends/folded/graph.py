@@ -289,7 +289,7 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     nxt = graph.single_consumer(cur)
     if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
         bias, b_t = _codes(graph, graph.add_const(nxt))
-        if bias.size not in (1, c) or bias.shape[-1] != bias.size:
+        if bias.size not in (1, c, c * kron) or bias.shape[-1] != bias.size:
             raise GraphError(f"{_where(graph, nxt)}: bias of shape {bias.shape} is not one value per output column")
         bias = np.broadcast_to(bias.reshape(-1), (c * kron,)).copy()
         if not np.array_equal(bias, np.tile(bias[:c], kron)):

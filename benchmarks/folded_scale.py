@@ -1,0 +1,137 @@
+"""Paper-scale folded designs, built and measured one by one (docs/folded.md, "Measured").
+
+    .venv/bin/python benchmarks/folded_scale.py --model paper --scenario w4a4 --target-ii 20000 2560 \
+        --fields 24 --out bench-out/folded-scale [--no-pnr]
+
+Models (calibrated on random inputs, not trained: the hardware figures do not depend on the weights'
+values; round-half-up activations and a 16-bit state as paper-burgers.toml):
+- paper: Burgers FNO1d r256, width 20, 12 modes, 4 Fourier layers, projection 128 (paper-burgers.toml);
+- fno2d64: FNO2d on a 64×64 grid (Darcy-like), quick-2d.toml's FNO: width 4, 4 modes per axis, 2 layers,
+  projection 8 (at 8 modes the dense spectral mix alone is 1920×1920 weights per layer).
+Per target II: the optimizer's folding → build → Verilator on `--fields` inputs (qpde.rtl's edge
+and random inputs) with 30 % gaps/stalls and without, bit-exact with the golden (MismatchError
+otherwise) → Yosys xc7 counts (withheld when the netlist cannot hold the buffered bits, as
+qpde.backends.folded.flow) → synth_ecp5 + nextpnr-ecp5 (LFE5U-85F) unless --no-pnr. One JSON row per
+design in OUT/<model>_<scenario>_ii<II>/row.json, with the wall time of every step; a design
+already verified there is not built again (a later run with synthesis resumes from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+MODELS = {
+    "paper": ("FNO1d", 256, dict(width=20, modes=12, layers=4, proj=128)),
+    "fno2d64": ("FNO2d", 64, dict(width=4, modes=4, layers=2, proj=8)),  # quick-2d.toml's FNO
+}
+
+
+def export(model: str, scenario: str, out: Path) -> Path:
+    import torch
+
+    from qpde.export import export_model
+    from qpde.models import fno
+    from qpde.quant import parse_scenario
+
+    path = out / "models" / f"{model}_{scenario}.onnx"
+    if path.exists():
+        return path
+    cls, res, shape = MODELS[model]
+    n = res if cls == "FNO1d" else res * res
+    torch.manual_seed(0)
+    spec = parse_scenario(scenario).with_options(rounding="round", state_bits=16)
+    net = getattr(fno, cls)(res, fno.FNOConfig(**shape), spec)
+    net.train()
+    with torch.no_grad():  # Brevitas collects activation statistics in training mode
+        for _ in range(32):
+            net(torch.randn(8, n))
+    return export_model(net.eval(), n, path)
+
+
+def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeout_s: float,
+              pnr_timeout_s: float, synth: bool = True) -> dict:
+    from qpde.backends.folded import build_folded, folded_verdict
+    from qpde.backends.folded.flow import buffered_bits, folding_label, netlist_bits
+    from qpde.backends.folded.synth import synth_folded
+    from qpde.errors import MismatchError
+    from qpde.rtl import default_check_inputs
+
+    from qpde.backends.folded.sim import load_folded
+
+    done = folder / "row.json"
+    if done.exists() and json.loads(done.read_text()).get("mismatches") == 0:  # verified earlier: resume
+        row, design = json.loads(done.read_text()), load_folded(folder)
+        times = row["times_s"]
+    else:
+        times = {}
+        t = time.perf_counter()
+        design = build_folded(graph, folder, folding.layers)
+        times["build"] = time.perf_counter() - t
+        x = default_check_inputs(graph, n_random=fields, seed=0)[:fields]
+        t = time.perf_counter()
+        verdict = folded_verdict(graph, design, x)
+        times["verilator"] = time.perf_counter() - t  # build + two runs
+        row = {"folding": folding_label(folding), "predicted_ii": design.predicted_ii,
+               "measured_ii": verdict["ii_cycles"], "latency": verdict["latency_cycles"],
+               "fields": verdict["samples"], "mismatches": verdict["mismatching_samples"], "units": design.units,
+               "times_s": times, "verilator_build_s": design.times_s.get("verilator_build")}
+        done.write_text(json.dumps(row, indent=2))
+        if verdict["mismatching_samples"]:
+            raise MismatchError(f"{folder.name}: {verdict['mismatching_samples']}/{verdict['samples']} fields differ")
+    if not synth:
+        return row
+    t = time.perf_counter()
+    xc7 = synth_folded(design, folder / "synth_xc7", timeout_s=synth_timeout_s)
+    times["yosys_xc7"] = time.perf_counter() - t
+    needed, held = buffered_bits(graph, design), netlist_bits(xc7["cells"])
+    row.update({k: xc7.get(k) for k in ("lut", "ff", "carry", "dsp", "bram", "lutram")},
+               buffered_bits=needed, netlist_bits=held, counts_trusted=held >= needed)
+    (folder / "row.json").write_text(json.dumps(row, indent=2))
+    if pnr and held >= needed:
+        from qpde.synth import pnr_ecp5
+
+        t = time.perf_counter()
+        placed = pnr_ecp5(design, folder / "pnr_ecp5", freq_mhz=100, stream_top=True, timeout_s=pnr_timeout_s,
+                          synth_timeout_s=synth_timeout_s)
+        times["ecp5"] = time.perf_counter() - t
+        row.update(ecp5_lut=placed.get("lut"), ecp5_ebr=placed.get("bram"), ecp5_mult=placed.get("dsp"),
+                   fmax_mhz=placed.get("fmax_mhz"), ecp5_note=placed.get("note"), dsp_note=placed.get("dsp_note"))
+        if placed.get("fmax_mhz"):
+            row["fields_per_s"] = placed["fmax_mhz"] * 1e6 / row["measured_ii"]
+    (folder / "row.json").write_text(json.dumps(row, indent=2))
+    return row
+
+
+def main() -> None:
+    from qpde.backends.folded import build_dataflow, optimize
+    from qpde.qgraph import QGraph
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper")
+    parser.add_argument("--scenario", default="w4a4")
+    parser.add_argument("--target-ii", type=int, nargs="+", default=[20000, 2560])
+    parser.add_argument("--fields", type=int, default=24, help="inputs simulated per design (edge + random)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/folded-scale"))
+    parser.add_argument("--no-pnr", dest="pnr", action="store_false")
+    parser.add_argument("--no-synth", dest="synth", action="store_false", help="build and verify only")
+    parser.add_argument("--synth-timeout", type=float, default=3600)
+    parser.add_argument("--pnr-timeout", type=float, default=1800)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    graph = QGraph(export(args.model, args.scenario, args.out))
+    df = build_dataflow(graph)
+    for target in args.target_ii:
+        folding = optimize(df, target_ii=target)
+        folder = args.out / f"{args.model}_{args.scenario}_ii{folding.ii_cycles}"
+        logging.info("%s: %s", folder.name, folding.note or "target met")
+        row = build_one(graph, folding, folder, args.fields, args.pnr, args.synth_timeout, args.pnr_timeout,
+                        args.synth)
+        logging.info("%s: %s", folder.name, json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
