@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -86,8 +87,6 @@ def unmodelled_cells(netlist: str, models: list[Path]) -> list[str]:
     """Cell types the netlist instantiates whose model is only a port list (Yosys 0.23's and 0.70's
     xilinx/cells_sim.v declare RAMB18E1/RAMB36E1 with timing but no behaviour: simulated, a block
     RAM reads 0)."""
-    import re
-
     used = set(re.findall(r"^\s+([A-Za-z_]\w*) (?:#\(|\\?\S+ \()", netlist, re.M))
     empty = []
     for model in models:
@@ -113,14 +112,25 @@ def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: st
     if not netlist.is_file():
         raise ToolError(f"no netlist {netlist}: run synth_folded(…, target={target!r}) first")
     _, tool = yosys_tool()
-    models = [yosys_datdir(tool) / m for m in CELL_MODELS[target]]
     work = synth_dir / "postsynth"
     (work / "sim").mkdir(parents=True, exist_ok=True)
+    models = [yosys_datdir(tool) / m for m in CELL_MODELS[target]]
+    text = netlist.read_text()
+    if target != "ecp5":  # Yosys' block RAM cells have no behaviour: ours replace them where they cover the netlist
+        from qpde.backends.folded.bram_model import CELLS, bram_models, supported
+
+        if supported(text):
+            cells = models[0].read_text()
+            for cell in CELLS:
+                cells = re.sub(rf"^module {cell} \(.*?^endmodule\n", "", cells, flags=re.M | re.S)
+            (work / "cells_sim.v").write_text(cells)
+            (work / "bram_sim.v").write_text(bram_models())
+            models = [work / "cells_sim.v", work / "bram_sim.v"]
     (work / MEM_DIR).mkdir(parents=True, exist_ok=True)  # the testbench runs there; the netlist holds the ROMs
     shutil.copy2(Path(design.out_dir) / "sim" / "tb.cpp", work / "sim" / "tb.cpp")
     copy = dataclasses.replace(design, out_dir=work, verilog_files=[netlist, *models], netlist=target,
                                latency_cycles=None, ii_cycles=None, ii_measured=None, times_s={})
-    missing = unmodelled_cells(netlist.read_text(), models)
+    missing = unmodelled_cells(text, models)
     if missing:  # simulating them would read undriven outputs as 0: no verdict rather than a false one
         verdict = {"samples": 0, "mismatching_samples": None, "latency_cycles": None, "agrees": None,
                    "rtl_latency_cycles": design.latency_cycles, "unmodelled_cells": missing,
