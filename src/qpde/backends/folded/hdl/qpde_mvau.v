@@ -147,8 +147,12 @@ module qpde_mvau #(
         end
     end
 
-    // ---- stage 3: the PE x SIMD products, registered (exact: PW = WW + IN_W + 1 bits) ----
-    localparam PW = WW + IN_W + 1;
+    // ---- stage 3: the PE x SIMD products, registered at their exact width PW: WW + IN_W bits for
+    // signed inputs, one more for unsigned ones (zero-extended to signed). Not wider: Yosys 0.23's
+    // xilinx_dsp, folding this register into the DSP48's PREG, left a redundant sign bit of the
+    // product in a fabric flip-flop fed by a net it had disconnected (x), and opt then removed most of
+    // the datapath (docs/folded.md, "Post-synthesis check"). ----
+    localparam PW = WW + IN_W + (IN_SIGNED != 0 ? 0 : 1);
     reg [PE*SIMD*PW-1:0] prods, products;
     reg signed [PW-1:0] wcode, xcode;
     integer p, j;
