@@ -17,7 +17,7 @@ from qpde.backends.folded.graph import Dataflow, Stream, Unit
 HDL_DIR = Path(__file__).parent / "hdl"
 UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpde_mvau.v", "qpde_add.v",
               "qpde_map.v", "qpde_transpose.v")
-MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.synth copies it beside the Verilog
+MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.backends.rtl.synth copies it beside the Verilog
 
 
 def clog2(n: int) -> int:

@@ -2,61 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import numpy as np
 
 from qpde import golden
-from qpde.hls.convert import HLSProject
-from qpde.qgraph import SPATIAL_OPS, QGraph
-
-
-@dataclass
-class Verdict:
-    """Result of comparing a simulation with the golden on every sample."""
-
-    backend: str
-    samples: int
-    mismatching_samples: int
-    mismatching_values: int
-    first_mismatch_index: int | None
-    max_abs_difference: float
-
-    @property
-    def exact(self) -> bool:
-        return self.mismatching_samples == 0
-
-    def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> Verdict:
-        return cls(**json.loads(Path(path).read_text()))
-
-
-def compare(backend: str, reference: np.ndarray, actual: np.ndarray) -> Verdict:
-    """Exact comparison (np.array_equal semantics per sample)."""
-    reference = reference.reshape(reference.shape[0], -1)
-    actual = actual.reshape(actual.shape[0], -1)
-    if reference.shape != actual.shape:
-        raise ValueError(f"{backend}: output shape {actual.shape} differs from the golden's {reference.shape}")
-    differs = reference != actual
-    bad = np.flatnonzero(differs.any(axis=1))
-    return Verdict(
-        backend=backend,
-        samples=int(reference.shape[0]),
-        mismatching_samples=int(bad.size),
-        mismatching_values=int(differs.sum()),
-        first_mismatch_index=int(bad[0]) if bad.size else None,
-        max_abs_difference=float(np.abs(reference - actual).max()) if reference.size else 0.0,
-    )
+from qpde.backends.hls4ml.convert import HLSProject
+from qpde.backends.verdict import Verdict, compare
+from qpde.ops import SPATIAL_OPS
+from qpde.qgraph import QGraph
 
 
 def csim_outputs(graph: QGraph, project: HLSProject, x: np.ndarray) -> np.ndarray:
