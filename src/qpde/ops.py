@@ -20,8 +20,6 @@ This module imports no other qpde module (QGraph, the golden and every backend i
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +27,7 @@ import numpy as np
 from onnx import helper
 
 from qpde.errors import GraphError
+from qpde.registry import Registry, resolve
 
 SPATIAL_AXES = {3: ("width",), 4: ("height", "width")}  # tensor rank → names of its spatial axes
 BACKENDS_WITH_HANDLERS = ("hls4ml", "rtl")
@@ -58,13 +57,7 @@ class Op:
         if backend not in BACKENDS_WITH_HANDLERS:
             raise ValueError(f"no per-op handlers for backend {backend!r}; known: {BACKENDS_WITH_HANDLERS}")
         ref = getattr(self, backend)
-        return _resolve(ref) if ref else None
-
-
-@functools.cache
-def _resolve(ref: str) -> Callable:
-    module, name = ref.split(":")
-    return getattr(importlib.import_module(module), name)
+        return resolve(ref) if ref else None
 
 
 def _dynamic(graph, node) -> list[str]:
@@ -280,14 +273,8 @@ def _flatten(graph, node, args, batch):
     return args[0].reshape(int(np.prod(args[0].shape[:axis], dtype=int)), -1)
 
 
-OPS: dict[str, Op] = {}
-
-
-def register(op: Op) -> Op:
-    if op.name in OPS:
-        raise ValueError(f"op {op.name} registered twice")
-    OPS[op.name] = op
-    return op
+OPS: Registry = Registry("op")
+register = OPS.register
 
 
 _HLS = "qpde.backends.hls4ml.convert"

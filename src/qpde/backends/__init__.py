@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qpde.registry import Registry
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -27,14 +29,8 @@ class Backend:
     verdict_columns: str | None = None  # joined-table prefix of that verdict: <prefix>_samples, <prefix>_mismatches
 
 
-BACKENDS: dict[str, Backend] = {}
-
-
-def register(backend: Backend) -> Backend:
-    if backend.name in BACKENDS:
-        raise ValueError(f"backend {backend.name} registered twice")
-    BACKENDS[backend.name] = backend
-    return backend
+BACKENDS: Registry = Registry("backend")
+register = BACKENDS.register
 
 
 register(Backend("hls4ml", "hls4ml project, C simulation, Vitis/Vivado synthesis when installed", "hls",

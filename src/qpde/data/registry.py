@@ -8,11 +8,11 @@ this table; nothing else lists datasets.
 
 from __future__ import annotations
 
-import functools
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from qpde.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,7 @@ class Dataset:
     steady: bool = False  # the task is a one-shot map (coefficient → solution), not a time step
 
     def generate_fn(self) -> Callable:
-        return _resolve(self.generator)
-
-
-@functools.cache
-def _resolve(ref: str) -> Callable:
-    module, name = ref.split(":")
-    return getattr(importlib.import_module(module), name)
+        return resolve(self.generator)
 
 
 def _write_u_x_t(path: Path, result, attrs: dict) -> None:
@@ -64,14 +58,8 @@ def _write_w_x_y_t(path: Path, result, attrs: dict) -> None:
     write_tensor(path, {"tensor": w, "x-coordinate": x, "y-coordinate": y, "t-coordinate": t}, attrs)
 
 
-DATASETS: dict[str, Dataset] = {}
-
-
-def register(dataset: Dataset) -> Dataset:
-    if dataset.name in DATASETS:
-        raise ValueError(f"dataset {dataset.name} registered twice")
-    DATASETS[dataset.name] = dataset
-    return dataset
+DATASETS: Registry = Registry("dataset")
+register = DATASETS.register
 
 
 register(Dataset("burgers", 1, True, "tensor [N,T,X], x-coordinate [X], t-coordinate [T] (or T+1)",

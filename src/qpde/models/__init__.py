@@ -7,13 +7,12 @@ type named after it in qpde.config.SweepConfig (its [name] section of the config
 
 from __future__ import annotations
 
-import functools
-import importlib
 from dataclasses import dataclass
 
 from qpde.models.fno import FNOConfig
 from qpde.models.transformer import TransformerConfig
 from qpde.models.unet import UNetConfig
+from qpde.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -24,23 +23,11 @@ class Arch:
 
     def model_class(self, ndim: int) -> type | None:
         ref = self.classes.get(ndim)
-        return _resolve(ref) if ref else None
+        return resolve(ref) if ref else None
 
 
-@functools.cache
-def _resolve(ref: str) -> type:
-    module, name = ref.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-ARCHS: dict[str, Arch] = {}
-
-
-def register(arch: Arch) -> Arch:
-    if arch.name in ARCHS:
-        raise ValueError(f"architecture {arch.name} registered twice")
-    ARCHS[arch.name] = arch
-    return arch
+ARCHS: Registry = Registry("architecture")
+register = ARCHS.register
 
 
 register(Arch("fno", FNOConfig, {1: "qpde.models.fno:FNO1d", 2: "qpde.models.fno:FNO2d"}))
