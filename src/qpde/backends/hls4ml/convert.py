@@ -51,7 +51,10 @@ def _name(tensor_or_node: str) -> str:
 
 
 def _quant_type(graph: QGraph, node) -> str:
-    return graph.quant_params(node, constant=False).type.ap_type("AP_TRN", "AP_SAT")
+    """The ap_fixed type of a FLOOR Quant: AP_TRN, and AP_SAT, or AP_SAT_SYM for a narrow signed range
+    (QONNX's narrow [-(2^(b-1) - 1), 2^(b-1) - 1]; AP_SAT would let -2^(b-1) through)."""
+    p = graph.quant_params(node, constant=False)
+    return p.type.ap_type("AP_TRN", "AP_SAT_SYM" if p.signed and p.narrow else "AP_SAT")
 
 
 def _values_type(values: np.ndarray) -> FixedType:
@@ -296,9 +299,25 @@ def layer_transpose(ctx: LayerContext, node, x: str, x_type: FixedType) -> Layer
 
 
 def layer_reshape(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
-    """Reshape, Squeeze, Unsqueeze, Flatten, Identity → Reshape (hls4ml's shape, no batch axis)."""
-    fold = _Fold([node], node.output[0], x_type.ap_type())
-    target = _hls_shape(ctx.graph, node.output[0], ctx.spatial)
+    """Reshape, Squeeze, Unsqueeze, Flatten, Identity → one Reshape (hls4ml's shape, no batch axis)
+    to the shape after the whole run of such ops that follows: hls4ml's io_stream optimizer drops a
+    Reshape that follows another one without repacking the stream, so [6] → [2, 3] → [6] as two
+    layers fed 3-wide beats to a layer reading 6-wide ones (found by tests/ops)."""
+    nodes, tensor = [node], node.output[0]
+    nxt = ctx.graph.single_consumer(tensor)
+    while nxt is not None and nxt.op_type in SHAPE_OPS and nxt.op_type != "Transpose" and \
+            not (ctx.spatial and not _same_order(ctx.graph, nxt)):
+        nodes, tensor = nodes + [nxt], nxt.output[0]
+        nxt = ctx.graph.single_consumer(tensor)
+    fold = _Fold(nodes, tensor, x_type.ap_type())
+    target = _hls_shape(ctx.graph, tensor, ctx.spatial)
+    user = ctx.graph.single_consumer(tensor)
+    dense_next = user is not None and user.op_type == "MatMul" and user.input[1] in ctx.graph.consts
+    if len(target) == 1 and _hls_shape(ctx.graph, x, ctx.spatial)[-1:] != target and not dense_next:
+        # hls4ml turns a Reshape to 1-D into an in-place flatten that only Dense reads correctly (it
+        # gathers the narrower beats itself); an elementwise layer after it would read misaligned
+        # beats. A [1, n] target makes hls4ml repack the stream instead (found by tests/ops).
+        target = [1] + target
     return fold, dict(class_name="Reshape", target_shape=target), {"result": fold.result}
 
 
