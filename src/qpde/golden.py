@@ -24,8 +24,10 @@ def run(graph: QGraph, x: np.ndarray, *, keep: bool = False) -> np.ndarray | dic
     batch = x.shape[0]
     env: dict[str, np.ndarray] = {graph.input_name: x}
     for node in graph.nodes:
+        if node.op_type not in OPS:  # QGraph admits nothing else; keep the executor honest if that changes
+            raise GraphError(f"golden: no executor for {node.op_type} ({node.name})")
         args = [env[n] if n in env else graph.consts[n] for n in node.input if n]
-        env[node.output[0]] = OPS[node.op_type].golden(graph, node, args, batch)  # QGraph admitted only these
+        env[node.output[0]] = OPS[node.op_type].golden(graph, node, args, batch)
     return env if keep else env[graph.output_name]
 
 

@@ -142,7 +142,7 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
                         or (node.op_type in SHAPE_OPS and not _same_order(graph, node))):
             raise GraphError(f"node {node.name} ({node.op_type}) acts on a channels-first tensor with several "
                              "channels; only convolutional layers map it to hls4ml's channels-last layout")
-        handler = OPS[node.op_type].handler("hls4ml")
+        handler = OPS[node.op_type].handler("hls4ml") if node.op_type in OPS else None
         if handler is None:
             raise GraphError(f"node {node.name} ({node.op_type}) has no hls4ml mapping")
         fold, fields, prec = handler(ctx, node, x, x_type)

@@ -149,7 +149,7 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
         if missing:
             raise GraphError(f"{graph._where(node)}: reads {missing[0]!r}, which is not derived from the "
                              "quantized input; the RTL backend cannot implement it")
-        handler = OPS[op].handler("rtl")
+        handler = OPS[op].handler("rtl") if op in OPS else None
         if handler is None:
             raise GraphError(f"{graph._where(node)}: op {op} has no RTL mapping")
         try:
