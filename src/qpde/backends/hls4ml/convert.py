@@ -313,9 +313,10 @@ def layer_reshape(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMa
     target = _hls_shape(ctx.graph, tensor, ctx.spatial)
     user = ctx.graph.single_consumer(tensor)
     dense_next = user is not None and user.op_type == "MatMul" and user.input[1] in ctx.graph.consts
-    if len(target) == 1 and _hls_shape(ctx.graph, x, ctx.spatial)[-1:] != target and not dense_next:
-        # hls4ml turns a Reshape to 1-D into an in-place flatten that only Dense reads correctly (it
-        # gathers the narrower beats itself); an elementwise layer after it would read misaligned
+    inner = tensor != ctx.graph.output_name  # hls4ml repacks a Reshape that is the model output itself
+    if len(target) == 1 and _hls_shape(ctx.graph, x, ctx.spatial)[-1:] != target and not dense_next and inner:
+        # hls4ml turns an inner Reshape to 1-D into an in-place flatten that only Dense reads correctly
+        # (it gathers the narrower beats itself); an elementwise layer after it would read misaligned
         # beats. A [1, n] target makes hls4ml repack the stream instead (found by tests/ops).
         target = [1] + target
     return fold, dict(class_name="Reshape", target_shape=target), {"result": fold.result}
