@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 
 from qpde.config import DataConfig, Variant, load_config, with_overrides
-from qpde.hls import build_project
+from qpde.backends.hls4ml import build_project
 from qpde.pipeline import Sweep, run_sweep
 from qpde.qgraph import QGraph
-from qpde.sim import csim_outputs
+from qpde.backends.hls4ml.csim import csim_outputs
 from qpde.task import SPATIAL_NDIM
 from qpde.train import load_checkpoint
 

@@ -8,7 +8,7 @@ values; round-half-up activations and a 16-bit state as paper-burgers.toml):
 - paper: Burgers FNO1d r256, width 20, 12 modes, 4 Fourier layers, projection 128 (paper-burgers.toml);
 - fno2d64: FNO2d on a 64×64 grid (Darcy-like), quick-2d.toml's FNO: width 4, 4 modes per axis, 2 layers,
   projection 8 (at 8 modes the dense spectral mix alone is 1920×1920 weights per layer).
-Per target II: the optimizer's folding → build → Verilator on `--fields` inputs (qpde.rtl's edge
+Per target II: the optimizer's folding → build → Verilator on `--fields` inputs (qpde.backends.rtl.s edge
 and random inputs) with 30 % gaps/stalls and without, bit-exact with the golden (MismatchError
 otherwise) → Yosys xc7 counts (withheld when the netlist cannot hold the buffered bits, as
 qpde.backends.folded.flow) → synth_ecp5 + nextpnr-ecp5 (LFE5U-85F) unless --no-pnr. One JSON row per
@@ -58,7 +58,7 @@ def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeou
     from qpde.backends.folded.flow import buffered_bits, folding_label, netlist_bits
     from qpde.backends.folded.synth import synth_folded
     from qpde.errors import MismatchError
-    from qpde.rtl import default_check_inputs
+    from qpde.backends.rtl import default_check_inputs
 
     from qpde.backends.folded.sim import load_folded
 
@@ -92,7 +92,7 @@ def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeou
                buffered_bits=needed, netlist_bits=held, counts_trusted=held >= needed)
     (folder / "row.json").write_text(json.dumps(row, indent=2))
     if pnr and held >= needed:
-        from qpde.synth import pnr_ecp5
+        from qpde.backends.rtl.synth import pnr_ecp5
 
         t = time.perf_counter()
         placed = pnr_ecp5(design, folder / "pnr_ecp5", freq_mhz=100, stream_top=True, timeout_s=pnr_timeout_s,

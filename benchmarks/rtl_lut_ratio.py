@@ -42,8 +42,8 @@ def tiny_fno_qonnx(out: Path, scenario: str, n: int, width: int, modes: int, lay
 
 def main() -> None:
     from qpde.qgraph import QGraph
-    from qpde.rtl.plain import matmul_layers, write_da4ml, write_plain
-    from qpde.synth import synth_xilinx
+    from qpde.backends.rtl.plain import matmul_layers, write_da4ml, write_plain
+    from qpde.backends.rtl.synth import synth_xilinx
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnx", type=Path, help="a qpde QONNX export (default: a tiny calibrated FNO)")
@@ -98,8 +98,8 @@ def main() -> None:
           f"ratio {summary['ratio']:.2f} (goal ≤ 0.5)")
 
     if args.pnr:
-        from qpde.rtl import DEFAULT_LATENCY_CUTOFF, build_rtl
-        from qpde.synth import pnr_ecp5
+        from qpde.backends.rtl import DEFAULT_LATENCY_CUTOFF, build_rtl
+        from qpde.backends.rtl.synth import pnr_ecp5
 
         start = time.perf_counter()
         design = build_rtl(onnx_path, args.out / "accelerator",

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from qpde.config import Variant, load_config
-from qpde.hls import build_project
+from qpde.backends.hls4ml import build_project
 from qpde.pipeline import Sweep, run_sweep
 from qpde.qgraph import QGraph
-from qpde.sim import csim_outputs
+from qpde.backends.hls4ml.csim import csim_outputs
 from qpde.train import load_checkpoint
 
 

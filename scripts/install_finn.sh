@@ -3,7 +3,7 @@
 # the project's .venv. finn-plus pins brevitas==0.13.0 / onnx / onnxruntime / protobuf versions that
 # conflict with qpde's pins (and brevitas 0.13.0 does not import under torch 2.13), so it can never
 # share qpde's environment. qpde talks to this venv only through subprocesses
-# (src/qpde/finn_runner.py); see docs/finn.md. Safe to rerun. Vivado/Vitis are NOT needed for the
+# (src/qpde/backends/finn/runner.py); see docs/finn.md. Safe to rerun. Vivado/Vitis are NOT needed for the
 # estimate flow; qpde sets the placeholders FINN's imports want at run time.
 #
 #   scripts/install_finn.sh            # → .venv-finn (about 1–2 min with a warm pip cache)
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FINN_PLUS_VERSION=1.6.1   # finn_runner.py patches FINN internals known for this version
+FINN_PLUS_VERSION=1.6.1   # src/qpde/backends/finn/runner.py patches FINN internals known for this version
 BREVITAS_VERSION=0.13.4   # finn-plus pins 0.13.0, which fails under torch 2.13 (Tensor.rename)
 TORCH_VERSION=2.13.0
 venv=${FINN_VENV:-.venv-finn}

@@ -58,8 +58,9 @@ def assert_csim_exact(graph, out_dir: Path, x: np.ndarray) -> np.ndarray:
     exactly (and not be trivially constant); returns the golden outputs."""
     from qpde import golden
     from qpde.config import HLSConfig
-    from qpde.hls import build_project
-    from qpde.sim import compare, csim_outputs
+    from qpde.backends.hls4ml import build_project
+    from qpde.backends.hls4ml.csim import csim_outputs
+    from qpde.backends.verdict import compare
 
     project = build_project(graph, out_dir, HLSConfig())
     reference = golden.run(graph, x)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from qpde import golden
-from qpde.qgraph import SHAPE_OPS, QGraph
+from qpde.ops import SHAPE_OPS
+from qpde.qgraph import QGraph
 from tests.conftest import assert_golden_equals_brevitas_and_qonnx, edge_inputs
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from qpde import finn_backend
+from qpde.backends.finn import backend as finn_backend
 from qpde.errors import ToolError
 from qpde.qgraph import QGraph
 from tests.conftest import edge_inputs

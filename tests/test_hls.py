@@ -5,9 +5,10 @@ import pytest
 
 from qpde import golden
 from qpde.config import HLSConfig
-from qpde.hls import build_project, layer_list
+from qpde.backends.hls4ml import build_project, layer_list
 from qpde.qgraph import QGraph
-from qpde.sim import compare, csim_outputs
+from qpde.backends.hls4ml.csim import csim_outputs
+from qpde.backends.verdict import compare
 from tests.conftest import edge_inputs
 
 

@@ -10,10 +10,11 @@ import pytest
 from qpde import golden
 from qpde.config import HLSConfig
 from qpde.errors import ConfigError
-from qpde.hls import build_project, layer_list
-from qpde.hls.folding import choose_folding, summary, valid_reuse_factors
+from qpde.backends.hls4ml import build_project, layer_list
+from qpde.backends.hls4ml.folding import choose_folding, summary, valid_reuse_factors
 from qpde.qgraph import QGraph
-from qpde.sim import compare, csim_outputs
+from qpde.backends.hls4ml.csim import csim_outputs
+from qpde.backends.verdict import compare
 from tests.conftest import edge_inputs
 
 

@@ -63,7 +63,7 @@ def test_run_then_rerun_reuses_everything(tmp_path):
     for _, row in hw.iterrows():  # quantized: counted on the QONNX (nonzero quantized weights), dense beside
         counts = graph_cost(QGraph(out / "models" / row["variant"] / f"{row['variant']}.qonnx.onnx"))
         assert [row[k] for k in counts] == list(counts.values()) and row["macs"] <= row["macs_dense"]
-    from qpde.vendor import vendor_tools
+    from qpde.backends.hls4ml.vendor import vendor_tools
 
     if vendor_tools() is None:  # the project is written for the user's tools, and the row says so
         assert hw["note"].str.startswith("not run: vitis_hls").all(), hw["note"].tolist()
@@ -138,7 +138,7 @@ def test_missing_data_file_is_one_line_error(tmp_path):
 
 @pytest.mark.slow
 def test_run_with_finn_backend(tmp_path):
-    from qpde.finn_backend import finn_available
+    from qpde.backends.finn.backend import finn_available
 
     available, why = finn_available()
     if not available:

@@ -141,8 +141,8 @@ def test_round_export_csim_exact(round_qonnx, scenario, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["w4a4", "w8a8"])
 def test_round_export_rtl_trace_exact(round_qonnx, scenario):
-    from qpde.rtl import default_check_inputs
-    from qpde.rtl.trace import predict, trace_graph
+    from qpde.backends.rtl import default_check_inputs
+    from qpde.backends.rtl.trace import predict, trace_graph
 
     _, path = round_qonnx(scenario)
     graph = QGraph(path)
@@ -190,7 +190,7 @@ def _channel_fno(scenario: str, seed: int = 0) -> FNO1d:
 def test_per_channel_weight_scales_are_exact(scenario, tmp_path):
     """Per-output-channel power-of-two weight scales: folded exactly by QGraph, the export equals
     Brevitas and QONNX, and C-sim (w4a4) and the da4ml trace equal the golden."""
-    from qpde.rtl.trace import predict, trace_graph
+    from qpde.backends.rtl.trace import predict, trace_graph
 
     model = _channel_fno(scenario)
     scales = model.layers[0].skip.quant_weight().scale.detach().ravel()

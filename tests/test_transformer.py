@@ -12,13 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
-from qpde import golden
+from qpde import golden, ops
 from qpde.config import ARCHS, HLSConfig, SweepConfig, TrainConfig, Variant, config_from_dict
 from qpde.errors import ConfigError, GraphError
 from qpde.export import export_model
-from qpde.hls import extensions, layer_list
+from qpde.backends.hls4ml import extensions, layer_list
 from qpde.models.transformer import Transformer1d, TransformerConfig, attention_scale
-from qpde.qgraph import SHAPE_OPS, FixedType, QGraph, QuantParams
+from qpde.ops import SHAPE_OPS
+from qpde.qgraph import FixedType, QGraph, QuantParams
 from qpde.quant import parse_scenario
 from tests.conftest import (
     assert_csim_exact,
@@ -118,7 +119,7 @@ def test_golden_matmul_aa_is_exact_with_wide_integers():
     b_int = rng.integers(-(2**23), 2**23, size=(2, 16, 3))
     a_int[0, 0, :] = -(2**23)  # a row and a column at the extreme: the largest possible sum
     b_int[0, :, 0] = -(2**23)
-    out = golden.matmul_aa(a_int * 2.0**-20, b_int * 2.0**-9)
+    out = ops.matmul_aa(a_int * 2.0**-20, b_int * 2.0**-9)
     for n, i, j in np.ndindex(2, 5, 3):
         exact = sum(int(a_int[n, i, k]) * int(b_int[n, k, j]) for k in range(16))
         assert out[n, i, j] == exact * 2.0**-29
@@ -242,13 +243,13 @@ def test_matmul_aa_extension_layer_is_bit_exact_at_edges(tmp_path, signed_b, shi
         a_int[3, :, 0] = [1, -1, 3]
         b_int[3, 0, :] = 2 ** (res.exp - a_t.exp - b_t.exp - shift - 1)
     a, b = a_int * 2.0**a_t.exp, b_int * 2.0**b_t.exp
-    expected = golden.matmul_aa(a, b) * 2.0**shift
+    expected = ops.matmul_aa(a, b) * 2.0**shift
     if res is not None:
         expected = res.apply(expected)
         steps = expected / res.scale
         assert {res.qmin, res.qmax} <= set(steps.ravel())  # saturation hit both ways
         # exact ties: pre-quantization values exactly half an output LSB above a level
-        pre = golden.matmul_aa(a, b) * 2.0**shift / res.scale
+        pre = ops.matmul_aa(a, b) * 2.0**shift / res.scale
         assert np.any(pre - np.floor(pre) == 0.5)
     model = _matmul_aa_project(tmp_path, a_t, b_t, m, k, p, shift, res)
     with contextlib.redirect_stdout(io.StringIO()):

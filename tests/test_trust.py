@@ -368,10 +368,10 @@ def test_qpde_data_refuses_to_overwrite_without_force(tmp_path):
     (lambda n: np.array(["a"] * n), "must be real numbers"),
 ])
 def test_csim_inputs_are_checked_before_any_build(tiny_qonnx, tmp_path, monkeypatch, make, needle):
-    import qpde.hls
+    import qpde.backends.hls4ml
 
     _, path = tiny_qonnx("w4a8")
-    monkeypatch.setattr(qpde.hls, "build_project", lambda *a, **k: pytest.fail("built before checking inputs"))
+    monkeypatch.setattr(qpde.backends.hls4ml, "build_project", lambda *a, **k: pytest.fail("built before checking inputs"))
     np.save(tmp_path / "x.npy", make(16))
     result = runner.invoke(app, ["csim", str(path), "--inputs", str(tmp_path / "x.npy")])
     assert result.exit_code == 2, result.output
@@ -430,7 +430,7 @@ def flip_one_weight(project: Path) -> str:
     and in the .txt file that hls4ml's C simulation loads at run time. Returns what was changed."""
     import re
 
-    from qpde.hls.convert import PROJECT_NAME
+    from qpde.backends.hls4ml.convert import PROJECT_NAME
 
     firmware = project / "firmware"
     cpp = (firmware / f"{PROJECT_NAME}.cpp").read_text()
@@ -454,7 +454,7 @@ def flip_one_weight(project: Path) -> str:
 def test_one_lsb_weight_fault_in_the_firmware_fails_the_run(tmp_path, monkeypatch):
     import hashlib
 
-    import qpde.hls
+    import qpde.backends.hls4ml
 
     config = tiny_config(tmp_path, ("fp32", "w4a8", "w8a16"))
     out = tmp_path / "out"
@@ -477,7 +477,7 @@ def test_one_lsb_weight_fault_in_the_firmware_fails_the_run(tmp_path, monkeypatc
     qonnx.write_bytes(qonnx.read_bytes()[:100])
 
     # The fault: one weight of the victim's firmware one LSB off, then its C-sim stage reruns.
-    real_build = qpde.hls.build_project
+    real_build = qpde.backends.hls4ml.build_project
     changed = []
 
     def build_with_fault(graph, out_dir, cfg, *, compile=True):
@@ -487,7 +487,7 @@ def test_one_lsb_weight_fault_in_the_firmware_fails_the_run(tmp_path, monkeypatc
         project.hls_model._compile()  # compile what is on disk (compile() would rewrite it first)
         return project
 
-    monkeypatch.setattr(qpde.hls, "build_project", build_with_fault)
+    monkeypatch.setattr(qpde.backends.hls4ml, "build_project", build_with_fault)
     (out / "sim" / victim / "csim_verdict.json").unlink()
     second = runner.invoke(app, ["run", str(config), "--out", str(out), "--executor", "serial"])
     assert changed, "the victim's project was not rebuilt"

@@ -10,13 +10,14 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
-from qpde import golden
+from qpde import golden, ops
 from qpde.config import ARCHS, SweepConfig, TrainConfig, Variant
 from qpde.errors import ConfigError, GraphError
 from qpde.export import export_model
-from qpde.hls import layer_list
+from qpde.backends.hls4ml import layer_list
 from qpde.models.unet import UNet1d, UNetConfig
-from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
+from qpde.ops import SHAPE_OPS
+from qpde.qgraph import FixedType, QGraph
 from qpde.quant import parse_scenario
 from tests.conftest import (
     assert_csim_exact,
@@ -171,7 +172,7 @@ def test_golden_conv_is_exact_with_wide_integers():
     w_int = rng.integers(-(2**15), 2**15, size=(3, 4, 3))
     x_int = rng.integers(-(2**31), 2**31, size=(2, 4, 8))
     b_int = rng.integers(-(2**40), 2**40, size=3)
-    out = golden.conv1d(x_int * 2.0**-31, w_int * 2.0**-7, b_int * 2.0**-38, (1, 1))
+    out = ops.conv(x_int * 2.0**-31, w_int * 2.0**-7, b_int * 2.0**-38, (1, 1))
     xp = np.pad(x_int.astype(object), ((0, 0), (0, 0), (1, 1)))
     for n, o, j in np.ndindex(2, 3, 8):
         exact = int(b_int[o]) + sum(int(w_int[o, c, t]) * xp[n, c, j + t] for c in range(4) for t in range(3))

@@ -12,13 +12,14 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
 
-from qpde import golden
+from qpde import golden, ops
 from qpde.config import HLSConfig
 from qpde.errors import GraphError
 from qpde.export import export_model
-from qpde.hls import build_project, layer_list
+from qpde.backends.hls4ml import build_project, layer_list
 from qpde.models.unet import UNet2d, UNetConfig
-from qpde.qgraph import SHAPE_OPS, FixedType, QGraph
+from qpde.ops import SHAPE_OPS
+from qpde.qgraph import FixedType, QGraph
 from qpde.quant import parse_scenario
 from tests.conftest import (
     assert_csim_exact,
@@ -206,7 +207,7 @@ def test_golden_conv2d_is_exact_with_wide_integers():
     x_int = rng.integers(-(2**31), 2**31, size=(2, 2, 5, 6))
     b_int = rng.integers(-(2**40), 2**40, size=3)
     top, left, bottom, right = 0, 1, 2, 1
-    out = golden.conv(x_int * 2.0**-31, w_int * 2.0**-7, b_int * 2.0**-38, (top, left, bottom, right))
+    out = ops.conv(x_int * 2.0**-31, w_int * 2.0**-7, b_int * 2.0**-38, (top, left, bottom, right))
     assert out.shape == (2, 3, 5 + top + bottom - 2 + 1, 6 + left + right - 3 + 1)
     xp = np.pad(x_int.astype(object), ((0, 0), (0, 0), (top, bottom), (left, right)))
     for n, o, i, j in np.ndindex(out.shape):
@@ -294,7 +295,7 @@ def test_asymmetric_pads_and_unequal_factors_match_qonnx(tmp_path):
 def test_asymmetric_pads_csim_and_trace_are_exact(tmp_path):
     """hls4ml's Conv2D/ZeroPadding2D (pad_top ≠ pad_bottom), MaxPooling2D and UpSampling2D with
     different factors per axis, and the da4ml trace, equal the golden bit for bit."""
-    from qpde.rtl.trace import predict, trace_graph
+    from qpde.backends.rtl.trace import predict, trace_graph
 
     graph = _asymmetric_graph(tmp_path)
     x = np.random.default_rng(2).normal(0, 1.5, size=(64, 1, 8, 8))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qpde.errors import ToolError
-from qpde.vendor import (
+from qpde.backends.hls4ml.vendor import (
     ROW_KEYS,
     parse_cosim_report,
     parse_csynth_xml,

@@ -198,10 +198,11 @@ def csim(
 
     from qpde import golden
     from qpde.config import HLSConfig, Variant, load_config
-    from qpde.hls import build_project
+    from qpde.backends.hls4ml import build_project
     from qpde.pipeline import Layout
     from qpde.qgraph import QGraph
-    from qpde.sim import compare, csim_outputs
+    from qpde.backends.hls4ml.csim import csim_outputs
+    from qpde.backends.verdict import compare
 
     _setup_logging(verbose)
     layout = Layout(root)

@@ -14,14 +14,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from qpde.backends import BACKENDS as BACKEND_REGISTRY
 from qpde.errors import ConfigError
+from qpde.models import ARCHS as ARCH_REGISTRY
 from qpde.models.fno import FNOConfig
 from qpde.models.transformer import TransformerConfig
 from qpde.models.unet import UNetConfig
 from qpde.quant import DEFAULT_STATE_BITS, check_quant_options, parse_scenario
 
-ARCHS = ("fno", "unet", "transformer")
-BACKENDS = ("hls4ml", "rtl", "folded", "finn")
+ARCHS = tuple(ARCH_REGISTRY)  # qpde.models.ARCHS: the registry
+BACKENDS = tuple(BACKEND_REGISTRY)  # qpde.backends.BACKENDS: the registry
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class HLSConfig:
     backend: str = "Vitis"  # hls4ml backend: Vitis or Vivado
     part: str = "xcvu13p-flga2577-2-e"
     clock_period_ns: float = 5.0
-    strategy: str = "auto"  # per layer: Latency up to max_unroll multiplications, else Resource (qpde.hls.folding)
+    strategy: str = "auto"  # per layer: Latency up to max_unroll multiplications, else Resource (qpde.backends.hls4ml.folding)
     reuse_factor: int = 1  # with strategy "Resource": the smallest valid ReuseFactor at or above it
     max_unroll: int = 4096  # HLS unroll limit: no layer unrolls more multipliers (hls4ml #904)
     target_fps: float | None = None  # fold each Dense to the folded backend's PE·SIMD for this fields/s
@@ -266,9 +268,7 @@ def config_from_dict(raw: dict, where: str = "config") -> SweepConfig:
     raw = dict(raw)
     sections = {
         "data": {k: _data_config(v, f"{where} [data.{k}]") for k, v in raw.pop("data", {}).items()},
-        "fno": _build(FNOConfig, raw.pop("fno", {}), f"{where} [fno]"),
-        "unet": _build(UNetConfig, raw.pop("unet", {}), f"{where} [unet]"),
-        "transformer": _build(TransformerConfig, raw.pop("transformer", {}), f"{where} [transformer]"),
+        **{name: _build(arch.shape, raw.pop(name, {}), f"{where} [{name}]") for name, arch in ARCH_REGISTRY.items()},
         "train": _build(TrainConfig, raw.pop("train", {}), f"{where} [train]"),
         "quant": _build(QuantConfig, raw.pop("quant", {}), f"{where} [quant]"),
         "hls": _build(HLSConfig, raw.pop("hls", {}), f"{where} [hls]"),

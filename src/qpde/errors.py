@@ -41,6 +41,14 @@ class ToolError(QpdeError):
     """An external tool is missing or failed; the message names it and where its log is."""
 
 
+class ToolRunError(ToolError):
+    """An external tool exited non-zero or ran past its timeout (qpde.backends.tools.run_tool)."""
+
+    def __init__(self, message: str, *, tool: str, returncode: int | None, timed_out: bool, log: str):
+        super().__init__(message)
+        self.tool, self.returncode, self.timed_out, self.log = tool, returncode, timed_out, log
+
+
 class MismatchError(QpdeError):
     """A simulation differs from the golden."""
 

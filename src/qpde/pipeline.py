@@ -310,9 +310,9 @@ class Sweep:
 
     # ---- hls4ml + C-sim ------------------------------------------------------------------------
     def csim(self, variant: Variant) -> dict:
-        from qpde.hls import build_project
+        from qpde.backends.hls4ml import build_project
         from qpde.qgraph import QGraph
-        from qpde.sim import csim_verdict
+        from qpde.backends.hls4ml.csim import csim_verdict
 
         path = self.layout.sim(variant) / "csim_verdict.json"
         onnx_path = self.qonnx(variant)
@@ -356,7 +356,7 @@ class Sweep:
     def vendor(self, variant: Variant) -> dict:
         """csynth (+ cosim) and Vivado synthesis of the C-simulated hls4ml project when the vendor tools
         are on PATH; otherwise a row saying "not run" (the project stays written for the user's tools)."""
-        from qpde.vendor import run_vendor_build, vendor_tools
+        from qpde.backends.hls4ml.vendor import run_vendor_build, vendor_tools
 
         self.exact_csim(variant)  # nothing is synthesized that was not first proven bit-exact
         hls = self.cfg.hls
@@ -383,7 +383,7 @@ class Sweep:
     # ---- FINN ----------------------------------------------------------------------------------
     def finn(self, variant: Variant) -> dict:
         """FINN's build steps up to estimate reports (and its Python execution against the golden)."""
-        from qpde.finn_backend import finn_available, run_finn
+        from qpde.backends.finn.backend import finn_available, run_finn
 
         path = self.layout.bitstreams(variant) / "finn.json"
         onnx_path = self.qonnx(variant)
@@ -415,8 +415,8 @@ class Sweep:
 
         from qpde.errors import DesignTooLargeError
         from qpde.qgraph import QGraph
-        from qpde.rtl import build_rtl, require_match, rtl_verdict, verilator_version
-        from qpde.synth import pnr_ecp5, synth_xilinx
+        from qpde.backends.rtl import build_rtl, rtl_verdict, verilator_version
+        from qpde.backends.rtl.synth import pnr_ecp5, synth_xilinx
 
         rcfg = self.cfg.rtl
         row_path = self.layout.bitstreams(variant) / "rtl.json"
@@ -441,9 +441,9 @@ class Sweep:
             start = time.perf_counter()
             test, _ = self.split(variant.dataset, "test")
             verdict = rtl_verdict(graph, design, test.step_inputs(variant.resolution))
-            _write_json(verdict_path, verdict)
+            _write_json(verdict_path, verdict.to_json())
             self.times.add("rtlsim", start)
-            require_match(verdict)  # figures of an inexact design are worthless: stop here
+            verdict.require_exact()  # figures of an inexact design are worthless: stop here
             start = time.perf_counter()
             row = synth_xilinx(design, out / "synth_xilinx", family=rcfg.xilinx_family)
             self.times.add("synth", start)
@@ -475,7 +475,7 @@ class Sweep:
         measure it (qpde.backends.folded.flow). Rows in bitstreams/<id>/folded.json."""
         from qpde.backends.folded.flow import run_folded
         from qpde.qgraph import QGraph
-        from qpde.rtl import verilator_version
+        from qpde.backends.rtl import verilator_version
 
         path = self.layout.bitstreams(variant) / "folded.json"
         onnx_path = self.qonnx(variant)

@@ -1,4 +1,5 @@
-"""A checked, analysed view of a QONNX graph: the one place that knows which ops qpde accepts.
+"""A checked, analysed view of a QONNX graph: every op is admitted and typed by its entry in the op
+registry (qpde.ops), which also holds its golden execution and backend mappings.
 
 Every consumer (golden executor, hls4ml builder, RTL tracer) walks `QGraph.nodes`, the dynamic
 (activation-carrying) nodes in topological order, and reads constants (quantized weights, already
@@ -15,18 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qpde.errors import GraphError
+from qpde.ops import OPS, SHAPE_OPS, SPATIAL_AXES, attr
 
 FLOAT64_MANTISSA_BITS = 53
-SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
-# Ops on channels-first [batch, channels, width] or [batch, channels, height, width] tensors
-# (convolutional models such as UNet1d and UNet2d).
-SPATIAL_OPS = ("Conv", "MaxPool", "Resize", "Concat")
-SPATIAL_AXES = {3: ("width",), 4: ("height", "width")}  # tensor rank → names of its spatial axes
-DYNAMIC_OPS = ("Quant", "MatMul", "Add", "Mul", "Relu") + SPATIAL_OPS + SHAPE_OPS
 
 
 @dataclass(frozen=True)
@@ -104,14 +100,6 @@ class QuantParams:
         return np.clip(y, self.qmin, self.qmax) * self.scale
 
 
-def _attr(node, name, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            value = helper.get_attribute_value(a)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
 class QGraph:
     """Load, check and analyse a QONNX model (path or ModelWrapper)."""
 
@@ -175,8 +163,8 @@ class QGraph:
         if np.any(zeropt != 0) or bits.size != 1 or not float(bits.ravel()[0]).is_integer():
             raise GraphError(f"{self._where(node)}: per-channel Quant needs zero point 0 and one integer bit width")
         n_bits = int(bits.ravel()[0])
-        signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
-        rounding = _attr(node, "rounding_mode", "ROUND")
+        signed, narrow = bool(attr(node, "signed", 1)), bool(attr(node, "narrow", 0))
+        rounding = attr(node, "rounding_mode", "ROUND")
         if rounding not in ("FLOOR", "ROUND") or not 2 <= n_bits <= 48:
             raise GraphError(f"{self._where(node)}: rounding {rounding} / bit width {n_bits} not supported")
         params = QuantParams(0, n_bits, signed, narrow, rounding)
@@ -185,25 +173,15 @@ class QGraph:
         return np.clip(y, params.qmin, params.qmax) * scale, n_bits
 
     def _check(self, node) -> None:
-        if node.op_type not in DYNAMIC_OPS:
+        """Admission: a registered op (qpde.ops) whose own check accepts the node."""
+        op = OPS.get(node.op_type)
+        if op is None:
             hint = " (hls4ml's ONNX frontend cannot implement it exactly)" if node.op_type == "Einsum" else ""
-            raise GraphError(
-                f"{self._where(node)}: op not supported{hint}; qpde maps only {', '.join(DYNAMIC_OPS)}"
-            )
-        if node.op_type == "MatMul":
-            dynamic = [name for name in node.input if name not in self.consts]
-            if len(dynamic) == 2:
-                self._check_matmul_aa(node)
-            elif node.input[0] in self.consts:
-                raise GraphError(f"{self._where(node)}: constant on the left of MatMul; transpose the graph")
-        if node.op_type == "Mul":
-            self.mul_shift(node)
-        if node.op_type == "Quant":
-            self.quant_params(node, constant=False)
-        if node.op_type in SPATIAL_OPS:
-            self._check_spatial(node)
+            raise GraphError(f"{self._where(node)}: op not supported{hint}; qpde maps only {', '.join(OPS)}")
+        if op.check is not None:
+            op.check(self, node)
 
-    def _check_matmul_aa(self, node) -> None:
+    def check_matmul_aa(self, node) -> None:
         """MatMul of two activations (e.g. Kᵀ·V and Q·(KᵀV) of linear attention): batched
         [1, M, K] @ [1, K, P] only (no broadcasting), mapped to qpde's hls4ml extension layer."""
         shapes = [self.model.get_tensor_shape(name) for name in node.input]
@@ -230,67 +208,10 @@ class QGraph:
                              "by a positive scalar power of two (not exact in fixed point)")
         return int(exp)
 
-    def _check_spatial(self, node) -> None:
-        """On 1-D [B, C, W] or 2-D [B, C, H, W] tensors: Conv (stride 1, no groups/dilation, explicit
-        pads), MaxPool (non-overlapping, unpadded), Resize (nearest, an integer repeat along every
-        spatial axis), Concat (of activations)."""
-        op, where = node.op_type, self._where(node)
-        if len(node.output) != 1:
-            raise GraphError(f"{where}: only one output is supported (no MaxPool indices)")
-        if op == "Concat":
-            if any(name in self.consts for name in node.input):
-                raise GraphError(f"{where}: Concat with a constant input is not supported")
-            return
-        shape = self.model.get_tensor_shape(node.input[0])
-        if shape is None:
-            raise GraphError(f"{where}: input shape unknown; run shape inference (qonnx cleanup) first")
-        rank = len(shape)
-        if rank not in SPATIAL_AXES:
-            raise GraphError(f"{where}: only 1-D [batch, channels, width] and 2-D [batch, channels, height, width] "
-                             f"tensors are supported, got rank {rank}")
-        n_axes = rank - 2
-        if node.input[0] in self.consts:
-            raise GraphError(f"{where}: constant data input")
-        if op == "Conv":
-            if len(node.input) < 2 or any(n not in self.consts for n in node.input[1:] if n):
-                raise GraphError(f"{where}: Conv weight and bias must be constants (quantized weights)")
-            weight = self.consts[node.input[1]]
-            if weight.ndim != rank:
-                raise GraphError(f"{where}: weight of rank {weight.ndim} for a rank-{rank} input; only 1-D and 2-D "
-                                 "convolutions with [C_out, C_in, *kernel] weights are supported")
-            kernel = list(_attr(node, "kernel_shape", weight.shape[2:]))
-            if kernel != list(weight.shape[2:]):
-                raise GraphError(f"{where}: kernel_shape {kernel} does not match the weight's {list(weight.shape[2:])}")
-            if _attr(node, "group", 1) != 1:
-                raise GraphError(f"{where}: grouped/depthwise convolution is not supported")
-            strides = list(_attr(node, "strides", [1] * n_axes))
-            dilations = list(_attr(node, "dilations", [1] * n_axes))
-            if any(v != 1 for v in strides + dilations):
-                raise GraphError(f"{where}: only stride 1 and dilation 1 are supported, got strides {strides} and "
-                                 f"dilations {dilations}; downsample with a MaxPool instead")
-            if _attr(node, "auto_pad", "NOTSET") != "NOTSET":
-                raise GraphError(f"{where}: auto_pad is not supported; export explicit pads")
-            if any(p < 0 for p in self.conv_pads(node)):
-                raise GraphError(f"{where}: negative pads are not supported")
-            if len(node.input) > 2 and node.input[2] and self.consts[node.input[2]].size != weight.shape[0]:
-                raise GraphError(f"{where}: bias size does not match {weight.shape[0]} output channels")
-        elif op == "MaxPool":
-            kernel = list(_attr(node, "kernel_shape", []))
-            strides = list(_attr(node, "strides", [1] * len(kernel)))
-            if len(kernel) != n_axes or strides != kernel:
-                raise GraphError(f"{where}: only non-overlapping max pooling (stride = kernel along every spatial "
-                                 f"axis) is supported, got kernel {kernel} and strides {strides}")
-            dilated = any(v != 1 for v in _attr(node, "dilations", [1] * n_axes))
-            if any(_attr(node, "pads", [0] * 2 * n_axes)) or _attr(node, "ceil_mode", 0) or dilated or \
-                    _attr(node, "auto_pad", "NOTSET") != "NOTSET":
-                raise GraphError(f"{where}: padded, ceil-mode or dilated max pooling is not supported")
-        elif op == "Resize":
-            self.resize_factors(node)
-
     def conv_pads(self, node) -> tuple[int, ...]:
         """A Conv's zero padding in ONNX order: (left, right) in 1-D, (top, left, bottom, right) in 2-D."""
         n_axes = self.consts[node.input[1]].ndim - 2
-        pads = list(_attr(node, "pads", [0] * 2 * n_axes))
+        pads = list(attr(node, "pads", [0] * 2 * n_axes))
         if len(pads) != 2 * n_axes:
             raise GraphError(f"{self._where(node)}: expected {2 * n_axes} pads (begin of every spatial axis, then "
                              f"end), got {pads}")
@@ -309,9 +230,9 @@ class QGraph:
         Checked against ONNX's coordinate mapping for the node's own coordinate_transformation_mode
         and nearest_mode, so any exported variant that is a plain repeat is accepted, others refused."""
         where = self._where(node)
-        if _attr(node, "mode", "nearest") != "nearest":
-            raise GraphError(f"{where}: Resize mode {_attr(node, 'mode')!r}; only 'nearest' is exact")
-        if _attr(node, "axes") is not None:
+        if attr(node, "mode", "nearest") != "nearest":
+            raise GraphError(f"{where}: Resize mode {attr(node, 'mode')!r}; only 'nearest' is exact")
+        if attr(node, "axes") is not None:
             raise GraphError(f"{where}: Resize with axes is not supported")
         names = list(node.input) + [""] * (4 - len(node.input))
         if any(n and n not in self.consts for n in names[1:]):
@@ -338,8 +259,8 @@ class QGraph:
             if not np.array_equal(index, np.arange(n_out) // factor):
                 raise GraphError(
                     f"{where}: this nearest Resize (coordinate_transformation_mode "
-                    f"{_attr(node, 'coordinate_transformation_mode', 'half_pixel')!r}, nearest_mode "
-                    f"{_attr(node, 'nearest_mode', 'round_prefer_floor')!r}) is not a plain ×{factor} repeat "
+                    f"{attr(node, 'coordinate_transformation_mode', 'half_pixel')!r}, nearest_mode "
+                    f"{attr(node, 'nearest_mode', 'round_prefer_floor')!r}) is not a plain ×{factor} repeat "
                     f"along the {name}")
             factors.append(factor)
         return tuple(factors)
@@ -359,7 +280,7 @@ class QGraph:
             raise GraphError(f"{self._where(node)}: zero point {zeropt} is not 0")
         if not bits.is_integer() or not 2 <= bits <= 48:
             raise GraphError(f"{self._where(node)}: bit width {bits} not an integer in 2..48")
-        rounding = _attr(node, "rounding_mode", "ROUND")
+        rounding = attr(node, "rounding_mode", "ROUND")
         if not constant and rounding != "FLOOR":
             raise GraphError(
                 f"{self._where(node)}: activation rounding {rounding}; only FLOOR is reproduced exactly "
@@ -367,7 +288,7 @@ class QGraph:
             )
         if rounding not in ("FLOOR", "ROUND"):
             raise GraphError(f"{self._where(node)}: rounding mode {rounding} not supported")
-        return QuantParams(int(exp), int(bits), bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0)),
+        return QuantParams(int(exp), int(bits), bool(attr(node, "signed", 1)), bool(attr(node, "narrow", 0)),
                            rounding)
 
     # ---- interval analysis --------------------------------------------------------------
@@ -375,32 +296,13 @@ class QGraph:
         types: dict[str, FixedType | None] = {self.input_name: None}
         for node in self.nodes:
             ins = [types.get(name) for name in node.input if name and name not in self.consts]
-            if node.op_type == "Quant":
-                out = self.quant_params(node, constant=False).type
-            elif any(t is None for t in ins):
-                if node.op_type not in SHAPE_OPS:
-                    raise GraphError(f"{self._where(node)}: input is not quantized; put a Quant node first")
-                out = None
-            elif node.op_type in SHAPE_OPS:
-                out = ins[0]
-            elif node.op_type == "Relu":
-                out = ins[0].relu()
-            elif node.op_type == "MatMul" and len(ins) == 2:
-                out = self._matmul_aa_type(node, ins[0], ins[1])
-            elif node.op_type == "MatMul":
-                out = self._matmul_type(node, ins[0])
-            elif node.op_type == "Mul":
-                out = FixedType(ins[0].lo, ins[0].hi, ins[0].exp + self.mul_shift(node))
-            elif node.op_type == "Add":
-                out = self._add_type(node, ins)
-            elif node.op_type == "Conv":
-                out = self._conv_type(node, ins[0])
-            elif node.op_type in ("MaxPool", "Resize"):
-                out = ins[0]  # selects or repeats values: same type
-            elif node.op_type == "Concat":
-                exp = min(t.exp for t in ins)
-                bounds = [t.align(exp) for t in ins]
-                out = FixedType(min(b[0] for b in bounds), max(b[1] for b in bounds), exp)
+            op = OPS[node.op_type]
+            if op.kind == "quant" or all(t is not None for t in ins):
+                out = op.type_rule(self, node, ins)
+            elif op.kind == "shape":
+                out = None  # shape ops before the input Quant carry unquantized values
+            else:
+                raise GraphError(f"{self._where(node)}: input is not quantized; put a Quant node first")
             types[node.output[0]] = out
         if types.get(self.output_name) is None:
             raise GraphError(f"{self._where()}: output is not quantized")
@@ -413,7 +315,7 @@ class QGraph:
         ints = np.round(values / 2.0**exp)
         return FixedType(int(ints.min(initial=0)), int(ints.max(initial=0)), exp)
 
-    def _matmul_type(self, node, x: FixedType) -> FixedType:
+    def matmul_type(self, node, x: FixedType) -> FixedType:
         w_name = node.input[1]
         w_type = self.const_type(w_name)
         w_int = np.round(self.consts[w_name] / 2.0**w_type.exp).astype(object)
@@ -436,7 +338,7 @@ class QGraph:
         bound = self.matmul_aa_contraction(node) * a.max_abs * b.max_abs
         return FixedType(-bound, bound, a.exp + b.exp)
 
-    def _matmul_aa_type(self, node, a: FixedType, b: FixedType) -> FixedType:
+    def matmul_aa_type(self, node, a: FixedType, b: FixedType) -> FixedType:
         """Each product a·b lies between the extreme corner products; a sum of K of them lies
         between K times those (exact interval of a K-term dot product of independent ranges)."""
         corners = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
@@ -466,7 +368,7 @@ class QGraph:
             exp = new_exp
         return FixedType(-bound, bound, exp)
 
-    def _conv_type(self, node, x: FixedType) -> FixedType:
+    def conv_type(self, node, x: FixedType) -> FixedType:
         w_type = self.const_type(node.input[1])
         w_int = np.round(self.consts[node.input[1]] / 2.0**w_type.exp).astype(object)
         w_int = w_int.reshape(w_int.shape[0], -1)  # [C_out, C_in·K]
@@ -489,7 +391,7 @@ class QGraph:
         self._require_exact(node, self.conv_accum_type(node, x).max_abs)
         return FixedType(min(lo), max(hi), exp)
 
-    def _add_type(self, node, ins: list[FixedType]) -> FixedType:
+    def add_type(self, node, ins: list[FixedType]) -> FixedType:
         if len(ins) == 1:  # activation + constant (a bias)
             const = next(n for n in node.input if n in self.consts)
             ins = [ins[0], self.const_type(const)]
@@ -508,31 +410,9 @@ class QGraph:
 
     # ---- numerical helpers shared by executors --------------------------------------------
     def _shape_op(self, node, x: np.ndarray, batch: int | None) -> np.ndarray:
-        op = node.op_type
-        if op == "Identity":
-            return x
-        if op == "Transpose":
-            return np.transpose(x, _attr(node, "perm"))
-        if op == "Flatten":
-            axis = _attr(node, "axis", 1)
-            return x.reshape(int(np.prod(x.shape[:axis], dtype=int)), -1)
-        axes = self._axes(node)
-        if op == "Squeeze":
-            return np.squeeze(x, axis=tuple(axes))
-        if op == "Unsqueeze":
-            return np.expand_dims(x, axis=tuple(axes))
-        shape = [int(s) for s in self.consts[node.input[1]]]
-        if batch is not None and shape and shape[0] == 1:
-            shape[0] = batch  # graphs are exported with batch 1; run any batch
-        return x.reshape(shape)
-
-    def _axes(self, node) -> list[int]:
-        if len(node.input) > 1 and node.input[1]:
-            return [int(a) for a in self.consts[node.input[1]]]
-        return list(_attr(node, "axes"))
-
-    def _attr_perm(self, node) -> list[int]:
-        return list(_attr(node, "perm"))
+        """A shape op (Reshape, Transpose, …) applied to x: on values (golden, constant folding; a
+        Reshape's batch 1 becomes `batch`) or on traced arrays (batch None)."""
+        return OPS[node.op_type].golden(self, node, [x], batch)
 
     def add_const(self, node) -> str | None:
         return next((n for n in node.input if n in self.consts), None)
@@ -544,8 +424,8 @@ class QGraph:
 
 def _nearest_index(node, n_in: int, n_out: int, scale: float) -> np.ndarray:
     """Source index of every output sample along one axis of a nearest Resize, as ONNX defines it."""
-    mode = _attr(node, "coordinate_transformation_mode", "half_pixel")
-    rounding = _attr(node, "nearest_mode", "round_prefer_floor")
+    mode = attr(node, "coordinate_transformation_mode", "half_pixel")
+    rounding = attr(node, "nearest_mode", "round_prefer_floor")
     i = np.arange(n_out, dtype=np.float64)
     if mode == "asymmetric":
         x = i / scale

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from qpde.backends import BACKENDS  # noqa: E402
 from qpde.config import Variant  # noqa: E402
 from qpde.quant import parse_scenario  # noqa: E402
 
@@ -27,7 +28,6 @@ COLUMNS = [
     "csim_samples", "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches", "finn_exec_samples", "finn_exec_mismatches",
     "estimate", "note",
 ]
-HARDWARE_BACKENDS = ("hls4ml", "rtl", "folded", "finn")
 # Counts that are integers by definition: nullable Int64 keeps "not run" empty instead of 120.0.
 INTEGER_COLUMNS = ["w_bits", "a_bits", "state_bits", "resolution", "params", "macs", "bops", "macs_dense",
                    "bops_dense", "csim_samples", "csim_mismatches", "rtlsim_samples", "rtlsim_mismatches",
@@ -64,22 +64,20 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
         return [{**base, "backend": "pytorch", "tool": "torch", "note": "float reference"}]
     rows = []
     sim, bits = root / "sim" / variant_id, root / "bitstreams" / variant_id
-    for backend in HARDWARE_BACKENDS:
+    for backend, spec in BACKENDS.items():
         row = {**base, "backend": backend}
         error = sim / f"{backend}.error"
         hardware = _read_json(bits / f"{backend}.json")
-        csim = _read_json(sim / "csim_verdict.json") if backend == "hls4ml" else None
-        rtlsim = _read_json(sim / "rtlsim_verdict.json") if backend == "rtl" else None
-        if not (error.is_file() or hardware or csim or rtlsim):
+        verdict = _read_json(sim / spec.verdict_file) if spec.verdict_file else None
+        if not (error.is_file() or hardware or verdict):
             continue
-        if csim:
-            row.update(csim_samples=csim["samples"], csim_mismatches=csim["mismatching_samples"])
+        if verdict:
+            row.update({f"{spec.verdict_columns}_samples": verdict["samples"],
+                        f"{spec.verdict_columns}_mismatches": verdict["mismatching_samples"]})
             if backend == "hls4ml":
                 import hls4ml
 
                 row.update(tool="hls4ml", tool_version=hls4ml.__version__, folding=_hls_folding(root, variant_id))
-        if rtlsim:
-            row.update(rtlsim_samples=rtlsim["samples"], rtlsim_mismatches=rtlsim["mismatching_samples"])
         if hardware and backend == "hls4ml" and all(hardware.get(k) is None for k in ("lut", "latency_cycles")):
             row["note"] = hardware.get("note")  # vendor tools not run: the row stays hls4ml's C-sim verdict
         elif hardware:
@@ -97,8 +95,8 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
 
 
 def _hls_folding(root: Path, variant_id: str) -> str | None:
-    """The hls4ml project's per-layer Strategy/ReuseFactor in one line (qpde.hls.folding)."""
-    from qpde.hls.folding import FOLDING_FILE, LayerFolding, summary
+    """The hls4ml project's per-layer Strategy/ReuseFactor in one line (qpde.backends.hls4ml.folding)."""
+    from qpde.backends.hls4ml.folding import FOLDING_FILE, LayerFolding, summary
 
     saved = _read_json(root / "hls" / variant_id / FOLDING_FILE)
     if saved is None:

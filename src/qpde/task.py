@@ -21,10 +21,11 @@ import numpy as np
 
 from qpde.data import PDEDataset, coarse_grid, resample
 from qpde.data.metrics import metric_table
+from qpde.data.registry import DATASETS
 
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
-STEADY = ("darcy",)  # datasets whose task is a one-shot map, not a time step
-SPATIAL_NDIM = {"burgers": 1, "diffusion-sorption": 1, "darcy": 2, "navier-stokes": 2}
+STEADY = tuple(name for name, d in DATASETS.items() if d.steady)  # one-shot maps, not time steps
+SPATIAL_NDIM = {name: d.ndim for name, d in DATASETS.items()}
 
 
 def split_indices(n_samples: int, seed: int) -> dict[str, np.ndarray]:

@@ -17,19 +17,10 @@ from torch import nn
 
 from qpde.config import TrainConfig, Variant
 from qpde.errors import ConfigError, DataError, QpdeError
-from qpde.models.fno import FNO1d, FNO2d, FNOConfig
-from qpde.models.transformer import Transformer1d, Transformer2d, TransformerConfig
-from qpde.models.unet import UNet1d, UNet2d, UNetConfig
+from qpde.models import ARCHS
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
-
-
-MODELS = {
-    ("fno", 1): (FNO1d, FNOConfig), ("fno", 2): (FNO2d, FNOConfig),
-    ("unet", 1): (UNet1d, UNetConfig), ("unet", 2): (UNet2d, UNetConfig),
-    ("transformer", 1): (Transformer1d, TransformerConfig), ("transformer", 2): (Transformer2d, TransformerConfig),
-}
 
 
 def build_model(arch: str, resolution: int, shape: dict, scenario: str, ndim: int = 1,
@@ -40,12 +31,11 @@ def build_model(arch: str, resolution: int, shape: dict, scenario: str, ndim: in
     spec = parse_scenario(scenario)
     if quant is not None:
         spec = spec.with_options(**quant)
-    if (arch, ndim) not in MODELS:
-        archs = sorted({a for a, _ in MODELS})
-        raise ConfigError(f"no {ndim}-D {arch!r} model; architectures: {', '.join(archs)} in 1-D and 2-D")
-    model_cls, config_cls = MODELS[(arch, ndim)]
+    model_cls = ARCHS[arch].model_class(ndim) if arch in ARCHS else None
+    if model_cls is None:
+        raise ConfigError(f"no {ndim}-D {arch!r} model; architectures: {', '.join(sorted(ARCHS))} in 1-D and 2-D")
     try:
-        return model_cls(resolution, config_cls(**shape), spec)
+        return model_cls(resolution, ARCHS[arch].shape(**shape), spec)
     except ValueError as exc:  # modes above Nyquist, resolution not divisible by 2^depth, even kernel, …
         raise ConfigError(f"{ndim}-D {arch} at resolution {resolution}: {exc}") from exc
 

@@ -75,7 +75,7 @@ def mul_qonnx(path: Path) -> Path:
 
 def random_inputs(graph, n: int = 48, seed: int = 0) -> np.ndarray:
     """Raw inputs spanning the input quantizer's range and beyond (saturation) plus ties."""
-    from qpde.rtl import default_check_inputs
+    from qpde.backends.rtl import default_check_inputs
 
     x = default_check_inputs(graph, n_random=n, seed=seed)
     return x

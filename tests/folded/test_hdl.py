@@ -11,7 +11,7 @@ import pytest
 from qpde.backends.folded import build_folded
 from qpde.backends.folded.codegen import HDL_DIR, UNIT_FILES
 from qpde.qgraph import QGraph
-from qpde.rtl import verilator_bin, verilator_env
+from qpde.backends.rtl import verilator_bin, verilator_env
 from tests.folded.test_compile import FOLDED
 
 CASES = [

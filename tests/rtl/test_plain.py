@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qpde.qgraph import QGraph
-from qpde.rtl.plain import matmul_layers, plain_verilog
+from qpde.backends.rtl.plain import matmul_layers, plain_verilog
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="needs Debian yosys (apt-get install -y yosys)")

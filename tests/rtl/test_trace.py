@@ -9,8 +9,8 @@ import pytest
 from qpde import golden
 from qpde.errors import GraphError
 from qpde.qgraph import QGraph
-from qpde.rtl import build_rtl, default_check_inputs
-from qpde.rtl.trace import _exact_const_f, check_trace, kif, predict, trace_graph
+from qpde.backends.rtl import build_rtl, default_check_inputs
+from qpde.backends.rtl.trace import _exact_const_f, check_trace, kif, predict, trace_graph
 from tests.conftest import edge_inputs
 from tests.rtl.conftest import mlp_qonnx
 
@@ -103,7 +103,7 @@ def test_da4ml_saturation_of_a_33_bit_operand_is_wrong_upstream():
     from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
     from da4ml.trace.ops import quantize
 
-    from qpde.rtl.trace import _exact_constants
+    from qpde.backends.rtl.trace import _exact_constants
 
     def saturate(f: int) -> np.ndarray:  # input in [-1000, 1000] (k=1, i=10) on a fine grid → 1+10+f bits
         with _exact_constants():
@@ -133,12 +133,12 @@ def _assert_trace_exact(graph):
 
 def _assert_verilator_exact(path, out_dir):
     """The generated Verilog, run by Verilator, equals the golden on edge and random inputs."""
-    from qpde.rtl import rtl_verdict
+    from qpde.backends.rtl import rtl_verdict
 
     graph = QGraph(path)
     x = np.concatenate([edge_inputs(graph), default_check_inputs(graph, n_random=512)])
     verdict = rtl_verdict(graph, build_rtl(path, out_dir), x)
-    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
+    assert verdict.samples == len(x) and verdict.mismatching_samples == 0, verdict
 
 
 def _tiny_unet(tmp_path, scenario: str, depth: int, features: int, n: int):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qpde.data.pdebench import DATASETS, PDEDataset, open_dataset, write_sample_groups, write_tensor
+from qpde.data.pdebench import PDEDataset, open_dataset
+from qpde.data.registry import DATASETS
 from qpde.data.resample import coarse_grid, resample
 from qpde.errors import DataError
 
@@ -22,23 +23,9 @@ __all__ = ["DATASETS", "PDEDataset", "coarse_grid", "generate", "open_dataset", 
 
 
 def _generator(dataset: str) -> Callable:
-    if dataset == "burgers":
-        from qpde.data.burgers import generate_burgers
-
-        return generate_burgers
-    if dataset == "diffusion-sorption":
-        from qpde.data.diffusion_sorption import generate_diffusion_sorption
-
-        return generate_diffusion_sorption
-    if dataset == "darcy":
-        from qpde.data.darcy import generate_darcy
-
-        return generate_darcy
-    if dataset == "navier-stokes":
-        from qpde.data.navier_stokes import generate_navier_stokes
-
-        return generate_navier_stokes
-    raise DataError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+    return DATASETS[dataset].generate_fn()
 
 
 def parameters(dataset: str) -> dict[str, object]:
@@ -51,7 +38,6 @@ def parameters(dataset: str) -> dict[str, object]:
     }
 
 
-NDIM = {"burgers": 1, "diffusion-sorption": 1, "darcy": 2, "navier-stokes": 2}
 SOLVER_WORKSPACE = 64  # float64 arrays of solver-grid size alive at once (stencils, FFTs, sparse matrix), generous
 
 
@@ -59,8 +45,8 @@ def memory_estimate(dataset: str, samples: int, resolution: int, **params) -> tu
     """Bytes a generator needs at least (the saved fields in float64 and float32, plus one sample's
     solver workspace), and how that was counted."""
     defaults = {**parameters(dataset), **{k: v for k, v in params.items() if k != "progress"}}
-    ndim = NDIM[dataset]
-    times = 2 if dataset == "darcy" else int(defaults.get("n_times") or 1)
+    ndim = DATASETS[dataset].ndim
+    times = DATASETS[dataset].snapshots or int(defaults.get("n_times") or 1)
     cells = max(int(resolution), int(defaults.get("cells") or 0))
     saved = float(samples) * times * float(resolution) ** ndim * 12
     workspace = float(cells) ** ndim * 8 * SOLVER_WORKSPACE
@@ -118,18 +104,7 @@ def generate(dataset: str, path: Path, *, samples: int, resolution: int, seed: i
         "resolution": int(resolution),
         **{k: v for k, v in effective.items() if v is not None},
     }
-    if dataset == "diffusion-sorption":
-        data, x, t = result
-        write_sample_groups(path, data, x, t, attrs)
-    elif dataset == "darcy":
-        a, u, x, y = result
-        write_tensor(path, {"tensor": u[:, None], "nu": a, "x-coordinate": x, "y-coordinate": y}, attrs)
-    elif dataset == "navier-stokes":
-        w, x, y, t = result
-        write_tensor(path, {"tensor": w, "x-coordinate": x, "y-coordinate": y, "t-coordinate": t}, attrs)
-    else:
-        u, x, t = result
-        write_tensor(path, {"tensor": u, "x-coordinate": x, "t-coordinate": t}, attrs)
-    shape = np.shape(result[1] if dataset == "darcy" else result[0])
+    DATASETS[dataset].write(path, result, attrs)
+    shape = np.shape(result[0])
     log.info("%s: wrote %s %s in %.1f s", dataset, path, shape, time.perf_counter() - start)
     return Path(path)

@@ -26,18 +26,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from qpde.data.registry import DATASETS, LAYOUTS
 from qpde.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("burgers", "diffusion-sorption", "darcy", "navier-stokes")
-PERIODIC = {"burgers": True, "diffusion-sorption": False, "darcy": False, "navier-stokes": True}
-LAYOUTS = {
-    "burgers": "tensor [N,T,X], x-coordinate [X], t-coordinate [T] (or T+1)",
-    "diffusion-sorption": "groups 0000/data [T,X,1], 0000/grid/x [X], 0000/grid/t [T]",
-    "darcy": "tensor [N,1,X,Y], nu [N,X,Y], x-coordinate [X], y-coordinate [Y]",
-    "navier-stokes": "tensor [N,T,X,Y], x-coordinate [X], y-coordinate [Y], t-coordinate [T] (or T+1)",
-}
 _SAMPLE_GROUP = re.compile(r"^\d+$")
 
 
@@ -114,7 +107,7 @@ class PDEDataset:
     ):
         self.path, self.kind, self.n_samples, self.n_times = path, kind, n_samples, n_times
         self.spatial_shape, self.grid, self.t = spatial_shape, grid, t
-        self.periodic = PERIODIC[kind]
+        self.periodic = DATASETS[kind].periodic
         self._file: h5py.File | None = f
         self._sample_keys = sample_keys
 

@@ -19,7 +19,7 @@ UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpd
               "qpde_map.v", "qpde_transpose.v")
 UNIT_FILES += ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v",  # spatial units
                "qpde_swu2d.v", "qpde_pool2d.v", "qpde_upsample2d.v")
-MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.synth copies it beside the Verilog
+MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.backends.rtl.synth copies it beside the Verilog
 
 
 def clog2(n: int) -> int:

@@ -48,7 +48,7 @@ def foldings(graph: QGraph, cfg: FoldedConfig) -> list[tuple[float, Folding]]:
 
 def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -> list[dict]:
     """One joined-table row per distinct folding (see the module doc)."""
-    from qpde.synth import pnr_ecp5
+    from qpde.backends.rtl.synth import pnr_ecp5
 
     rows = []
     for target, folding in foldings(graph, cfg):

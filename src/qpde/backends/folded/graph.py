@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qpde.errors import GraphError
-from qpde.qgraph import SHAPE_OPS, SPATIAL_OPS, FixedType, QGraph
+from qpde.ops import SHAPE_OPS, SPATIAL_OPS
+from qpde.qgraph import FixedType, QGraph
 
 BACKEND = "folded"
 MAX_SHIFTED_BITS = 63  # qpde_requant's input after its left shift, plus its spare bit: 64-bit parameters
@@ -344,7 +345,7 @@ def _kron_factor(w: np.ndarray) -> int:
 def _transpose_split(graph: QGraph, node, in_shape: tuple[int, ...]) -> tuple[int, int] | None:
     """(R, C) of a Transpose that is a 2-D transpose of [R, C] once size-1 axes are dropped; None
     when it keeps C order."""
-    from qpde.qgraph import _attr
+    from qpde.ops import attr as _attr
 
     perm = list(_attr(node, "perm") or reversed(range(len(in_shape))))
     keep = [a for a in range(len(in_shape)) if in_shape[a] != 1]

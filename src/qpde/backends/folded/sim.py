@@ -35,8 +35,8 @@ CXX_OPT = os.environ.get("QPDE_FOLDED_CXX_OPT", "-O0")  # -O2 for long simulatio
 
 @dataclass
 class FoldedDesign:
-    """A generated folded streaming design (fields as qpde.rtl.RTLDesign where they overlap, so
-    qpde.synth.synth_xilinx accepts it)."""
+    """A generated folded streaming design (fields as qpde.backends.rtl.RTLDesign where they overlap, so
+    qpde.backends.rtl.synth.synth_xilinx accepts it)."""
 
     name: str  # top module: clk, rst, s_valid/s_ready/s_data, m_valid/m_ready/m_data
     out_dir: Path
@@ -116,7 +116,7 @@ def _binary(design: FoldedDesign) -> Path:
     """Verilate and compile the testbench once (-O1, one job: the machine is shared). A design whose
     sources include simulation models (a Yosys netlist: qpde.backends.folded.synth) is built with
     lint warnings off: they would be the models' and the netlist's, not ours."""
-    from qpde.rtl import verilator_bin, verilator_env
+    from qpde.backends.rtl import verilator_bin, verilator_env
 
     sim = Path(design.out_dir) / "sim"
     exe = sim / "obj_dir" / f"V{design.name}"
@@ -151,7 +151,7 @@ def _binary(design: FoldedDesign) -> Path:
 
 def lint(design: FoldedDesign) -> str:
     """Verilator -Wall lint of the design; returns its warnings ('' when clean)."""
-    from qpde.rtl import verilator_bin, verilator_env
+    from qpde.backends.rtl import verilator_bin, verilator_env
 
     cmd = [str(verilator_bin() / "verilator"), "--lint-only", "-Wall", "--top-module", design.name,
            *[str(p) for p in design.verilog_files]]
@@ -199,7 +199,7 @@ def folded_verdict(graph: QGraph, design: FoldedDesign, x: np.ndarray, *, seed: 
     """Verilator vs the exact golden on raw inputs x, bit for bit: once with random input gaps and
     output stalls, once without (which also measures latency and II, saved into the design)."""
     from qpde.golden import run
-    from qpde.rtl import verilator_version
+    from qpde.backends.rtl import verilator_version
 
     df = build_dataflow(graph)
     codes = model.input_codes(graph, df, x)

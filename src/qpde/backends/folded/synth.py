@@ -1,8 +1,8 @@
 """Yosys synthesis of a folded design (xc7 or ECP5) with memory inference left to Yosys, and the
-post-synthesis check of its netlist. Place and route: `qpde.synth.pnr_ecp5(design, …, stream_top=True)`
+post-synthesis check of its netlist. Place and route: `qpde.backends.rtl.synth.pnr_ecp5(design, …, stream_top=True)`
 (the stream top itself, no wrapper).
 
-qpde.synth.synth_xilinx accepts a FoldedDesign too, but for designs with ROM images it runs
+qpde.backends.rtl.synth.synth_xilinx accepts a FoldedDesign too, but for designs with ROM images it runs
 `memory_map` first (da4ml's combinational tables need it), which turns every weight ROM, FIFO and
 transpose bank into flip-flops. The folded units read memories synchronously, so here Yosys maps
 them to block RAM, LUT RAM or flip-flops by size, as a vendor tool would.
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qpde.backends.rtl.synth import (YOSYS_TIMEOUT_S, _base_result, _short_version, _stage_sources, ecp5_stat_luts,
+                                     parse_stat_json, tool_version, xilinx_counts, yosys_tool)
+from qpde.backends.tools import run_tool
 from qpde.errors import ToolError
-from qpde.synth import (YOSYS_TIMEOUT_S, _base_result, _run, _short_version, _stage_sources, ecp5_stat_luts,
-                        parse_stat_json, tool_version, xilinx_counts, yosys_tool)
 
 NETLIST = "netlist_{target}.v"
 # Yosys' simulation models of the cells its synth_<family> maps to (datdir-relative): LUTs, FFs,
@@ -37,7 +38,7 @@ POSTSYNTH_FIELDS = 8  # fields simulated on the netlist: enough to exercise ever
 
 def synth_folded(design, out_dir: Path, *, target: str = "xc7", timeout_s: float = YOSYS_TIMEOUT_S) -> dict:
     """`synth_xilinx -flatten -family xc7` or `synth_ecp5` of the design's top; returns the joined-table
-    keys of qpde.synth (lut, ff, carry, dsp, bram, …; for ECP5 lut = LUT4 incl. 2 per CCU2C carry).
+    keys of qpde.backends.rtl.synth (lut, ff, carry, dsp, bram, …; for ECP5 lut = LUT4 incl. 2 per CCU2C carry).
     The mapped netlist is written to out_dir/netlist_<target>.v (for `netlist_verdict`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def synth_folded(design, out_dir: Path, *, target: str = "xc7", timeout_s: float
               f"write_verilog -noattr {NETLIST.format(target=target)}"]
     ys = out_dir / f"synth_{target}.ys"
     ys.write_text("\n".join(script) + "\n")
-    seconds = _run(cmd + ["-s", ys.name], out_dir, out_dir / f"synth_{target}.log", timeout_s, tool,
+    seconds = run_tool(cmd + ["-s", ys.name], out_dir, out_dir / f"synth_{target}.log", timeout_s, tool,
                    "use a smaller model or a larger timeout_s")
     cells = parse_stat_json((out_dir / "stat.json").read_text(), top)
     result = _base_result(design, tool, _short_version(version), f"xilinx-{target}" if target != "ecp5" else "ecp5")

@@ -6,7 +6,7 @@ pins conflict with qpde's (see scripts/install_finn.sh and docs/finn.md). qpde f
   1. `finn` importable in the current interpreter (a user's own FINN install), else
   2. $QPDE_FINN_PYTHON, else
   3. .venv-finn/bin/python in the current directory or in the project root,
-and runs src/qpde/finn_runner.py with that Python in a subprocess; the log and every FINN report
+and runs src/qpde/backends/finn/runner.py with that Python in a subprocess; the log and every FINN report
 stay in the output directory. Figures FINN did not produce are None, never 0 or a guess.
 """
 
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qpde.errors import QpdeError, ToolError
+from qpde.backends.tools import run_tool
+from qpde.backends.verdict import compare
+from qpde.errors import QpdeError, ToolError, ToolRunError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ INSTALL_COMMAND = "scripts/install_finn.sh"
 DEFAULT_PART = "xcvu13p-flga2577-2-e"  # same default part as qpde's hls4ml projects
 DEFAULT_CLOCK_NS = 5.0
 DEFAULT_TARGET_FPS = 1_000_000  # fields per second that FINN's folding aims for
-RUNNER = Path(__file__).with_name("finn_runner.py")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).with_name("runner.py")
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
 _VERSION_PROBE = (
     "import importlib.metadata as m, importlib.util as u, sys\n"
     "assert u.find_spec('finn') is not None, 'no module named finn'\n"
@@ -298,24 +300,15 @@ def run_finn(qonnx_path: Path, out_dir: Path, *, target_fps: int = DEFAULT_TARGE
         cmd.append("--full-build")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
     log_path = out_dir / "finn_build.log"
+    timed_out, rc = False, 0
     start = time.perf_counter()
-    timed_out = False
-    with log_path.open("w") as log_file:
-        log_file.write("$ " + " ".join(cmd) + "\n")
-        log_file.flush()
-        try:
-            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, timeout=timeout_s,
-                                  cwd=out_dir)
-            rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            timed_out, rc = True, None
+    try:
+        run_tool(cmd, out_dir, log_path, timeout_s, "FINN runner", env=env)
+    except ToolRunError as exc:  # a failed or timed-out build may still have written partial results
+        if not result_path.is_file():
+            raise
+        timed_out, rc = exc.timed_out, exc.returncode
     seconds = time.perf_counter() - start
-    if not result_path.is_file():
-        tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
-        if timed_out:
-            raise ToolError(f"FINN runner timed out after {timeout_s:.0f} s before any result; "
-                            f"log: {log_path}")
-        raise ToolError(f"FINN runner failed (exit {rc}) before any result; log: {log_path}\n{tail}")
     result = json.loads(result_path.read_text())
     row = summarize(result, part=fpga_part)
     if timed_out:
@@ -344,13 +337,10 @@ def _compare_exec(qonnx_path: Path, x32: np.ndarray, out_dir: Path, result: dict
         reference = golden.run(graph, x32.astype(np.float64))
     except QpdeError as exc:
         return {"finn_exec_note": f"no golden for this graph: {exc}"}
-    reference = np.asarray(reference).reshape(x32.shape[0], -1)
     outputs = np.load(out_dir / exec_info["outputs"]).reshape(x32.shape[0], -1)
-    bad = [i for i in range(x32.shape[0]) if not np.array_equal(outputs[i], reference[i])]
-    verdict = {"finn_exec_samples": int(x32.shape[0]), "finn_exec_mismatches": len(bad),
-               "finn_exec_graph": exec_info.get("graph"),
-               "finn_exec_first_mismatch": bad[0] if bad else None,
-               "finn_exec_mismatching_values": int(np.sum(outputs != reference)),
-               "finn_exec_max_abs_diff": float(np.max(np.abs(outputs - reference))) if outputs.size else 0.0}
-    (out_dir / "finn_exec_verdict.json").write_text(json.dumps(verdict, indent=2))
-    return verdict
+    verdict = compare("finn-exec", reference, outputs, graph=exec_info.get("graph"))
+    verdict.save(out_dir / "finn_exec_verdict.json")
+    return {"finn_exec_samples": verdict.samples, "finn_exec_mismatches": verdict.mismatching_samples,
+            "finn_exec_graph": exec_info.get("graph"), "finn_exec_first_mismatch": verdict.first_mismatch_index,
+            "finn_exec_mismatching_values": verdict.mismatching_values,
+            "finn_exec_max_abs_diff": verdict.max_abs_difference}

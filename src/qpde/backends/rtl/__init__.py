@@ -3,9 +3,9 @@ whole field per clock, II = 1); Verilator emulates it bit for bit.
 
     design = build_rtl(qonnx_path, out_dir)            # trace + Verilog (da4ml)
     y = rtl_simulate(design, x)                        # Verilator; equals qpde.golden.run exactly
-    verdict = rtl_verdict(graph, design, x)            # samples / mismatching samples / first index
+    verdict = rtl_verdict(graph, design, x)            # qpde.backends.verdict.Verdict
 
-Open synthesis and place-and-route of the design are in qpde.synth. See docs/rtl.md.
+Open synthesis and place-and-route of the design are in qpde.backends.rtl.synth. See docs/rtl.md.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qpde.errors import DesignTooLargeError, GraphError, MismatchError, ToolError
+from qpde.backends.tools import run_tool
+from qpde.backends.verdict import Verdict, compare
+from qpde.errors import DesignTooLargeError, GraphError, ToolError
 from qpde.qgraph import FixedType, QGraph
-from qpde.rtl.trace import Traced, check_trace, comb_inputs, trace_graph
+from qpde.backends.rtl.trace import Traced, check_trace, comb_inputs, trace_graph
 
 __all__ = ["RTLDesign", "build_rtl", "load_design", "rtl_simulate", "rtl_verdict", "verilator_env",
            "DEFAULT_LATENCY_CUTOFF", "Traced", "trace_graph", "check_trace"]
@@ -166,7 +168,7 @@ def default_check_inputs(graph: QGraph, n_random: int = 256, seed: int = 0) -> n
     """Raw inputs that hit the input quantizer's edges (every level, exact ties between levels,
     just below each level, far saturation both ways) plus random fields."""
     from qpde.golden import run_prefix
-    from qpde.rtl.trace import input_quant
+    from qpde.backends.rtl.trace import input_quant
 
     quant = input_quant(graph)
     p = graph.quant_params(quant, constant=False)
@@ -246,31 +248,13 @@ def _compiled_model(design: RTLDesign, *, jobs: int | None = None):
     if shutil.which("make") is None or shutil.which("g++") is None and shutil.which("c++") is None:
         raise ToolError("make and a C++ compiler are needed for the Verilator emulator "
                         "(apt-get install -y make g++)")
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        log.write(f"$ cd {sim} && PATH={verilator_bin()}:$PATH MAKEFLAGS='{env['MAKEFLAGS']}' {' '.join(cmd)}\n")
-        log.flush()
-        try:
-            proc = subprocess.run(cmd, cwd=sim, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=VERILATOR_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise ToolError(f"verilator: build timed out after {VERILATOR_TIMEOUT_S} s ({' '.join(cmd)} in {sim}); "
-                            f"log: {log_path}; use a smaller model or a larger latency_cutoff") from exc
-    if proc.returncode != 0:
-        raise ToolError(f"verilator: emulator build failed (exit {proc.returncode}, {' '.join(cmd)} in {sim}); "
-                        f"log: {log_path}\n{_tail(log_path)}")
+    seconds = run_tool(cmd, sim, log_path, VERILATOR_TIMEOUT_S, "verilator (emulator build)",
+                       "use a smaller model or a larger latency_cutoff", env=env)
     shutil.rmtree(sim / "obj_dir", ignore_errors=True)
-    design.times_s["verilator_compile"] = round(time.perf_counter() - start, 2)
+    design.times_s["verilator_compile"] = round(seconds, 2)
     model._load_lib(stamp)
     _MODELS[key] = model
     return model
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def rtl_simulate(design: RTLDesign, x: np.ndarray, *, graph: QGraph | None = None) -> np.ndarray:
@@ -288,23 +272,14 @@ def rtl_simulate(design: RTLDesign, x: np.ndarray, *, graph: QGraph | None = Non
     return out.reshape(x.shape[0], *graph.output_shape[1:])
 
 
-def rtl_verdict(graph: QGraph, design: RTLDesign, x: np.ndarray) -> dict:
+def rtl_verdict(graph: QGraph, design: RTLDesign, x: np.ndarray) -> Verdict:
     """Compare Verilator's outputs with the exact golden on x (bit for bit)."""
     from qpde.golden import run
 
     x = np.asarray(x, dtype=np.float64)
-    got = rtl_simulate(design, x, graph=graph)
-    want = run(graph, x)
-    bad = ~np.all((got == want).reshape(len(x), -1), axis=1)
-    idx = np.flatnonzero(bad)
-    return {
-        "samples": int(len(x)),
-        "mismatching_samples": int(idx.size),
-        "first_mismatch": int(idx[0]) if idx.size else None,
-        "simulator": f"verilator {verilator_version()}",
-        "latency_cycles": design.latency_cycles,
-        "ii_cycles": design.ii_cycles,
-    }
+    return compare("rtl-verilator", run(graph, x), rtl_simulate(design, x, graph=graph),
+                   simulator=f"verilator {verilator_version()}", latency_cycles=design.latency_cycles,
+                   ii_cycles=design.ii_cycles)
 
 
 def verilator_version() -> str:
@@ -324,10 +299,3 @@ def verilator_version() -> str:
         return out.stdout.split()[1] if out.returncode == 0 and out.stdout else "unknown"
     except (OSError, subprocess.SubprocessError, IndexError):
         return "unknown"
-
-
-def require_match(verdict: dict) -> None:
-    """Raise MismatchError when a verdict has mismatching samples."""
-    if verdict["mismatching_samples"]:
-        raise MismatchError(f"RTL simulation differs from the golden on {verdict['mismatching_samples']}/"
-                            f"{verdict['samples']} samples (first: sample {verdict['first_mismatch']})")

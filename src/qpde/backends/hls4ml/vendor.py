@@ -1,4 +1,4 @@
-"""AMD/Xilinx vendor flow for an hls4ml project written by qpde.hls.build_project: C synthesis (Vitis HLS or
+"""AMD/Xilinx vendor flow for an hls4ml project written by qpde.backends.hls4ml.build_project: C synthesis (Vitis HLS or
 Vivado HLS), optional C/RTL co-simulation and Vivado synthesis, run through hls4ml's own build_prj.tcl; parsers
 of the reports those tools write.
 
@@ -6,7 +6,7 @@ of the reports those tools write.
 - parse_csynth_xml / parse_vivado_utilization / parse_cosim_report: one report file → dict. A truncated,
   malformed or incomplete report raises ToolError naming the file, what is missing and what to re-run.
 - run_vendor_build: runs the tools in the project directory (log: vendor_build.log) and returns one row with
-  the joined table's keys (as qpde.synth does) plus the parsed `csynth` and `cosim` reports. Without the tools
+  the joined table's keys (as qpde.backends.rtl.synth does) plus the parsed `csynth` and `cosim` reports. Without the tools
   on PATH it returns that row with every figure None and a note saying how to run them: never a guessed number.
 
 hls4ml's vivado_synth.tcl runs `synth_design -top myproject -part $part` (not out of context: the top-level
@@ -16,16 +16,15 @@ fmax_mhz is always the HLS tool's estimate (1000 / EstimatedClockPeriod of csynt
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qpde.backends.tools import run_tool, tail
 from qpde.errors import ConfigError, ToolError
 
 VENDOR_TIMEOUT_S = 4 * 3600  # csynth of a large hls4ml design alone can take hours
@@ -314,50 +313,6 @@ def _hls_command(name: str, path: str, project_dir: Path, opts: dict[str, int], 
     return [path, "--mode", "hls", "--tcl", script]
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _run_logged(cmd: list[str], cwd: Path, log_path: Path, timeout_s: float, tool: str) -> float:
-    """Run cmd in cwd with stdout+stderr in log_path; return seconds. The tool runs in its own process group so
-    that a timeout also stops the processes it starts (vivado under vitis_hls). ToolError on failure."""
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        log.write(f"$ cd {cwd} && {' '.join(cmd)}\n")
-        log.flush()
-        try:
-            # stdin closed: vitis_hls -f falls back to its interactive prompt if a script ends without `exit`
-            proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        except OSError as exc:
-            raise ToolError(f"{tool}: could not start ({exc}); command: {' '.join(cmd)}") from exc
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            _stop_group(proc)
-            raise ToolError(f"{tool}: timed out after {timeout_s:.0f} s; log: {log_path}\n{_tail(log_path)}") from exc
-    if code != 0:
-        raise ToolError(f"{tool}: exit {code} ({' '.join(cmd)}); log: {log_path}\n{_tail(log_path)}")
-    return time.perf_counter() - start
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the tool's process group, SIGKILL it if still there after 30 s; reap the tool."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _fresh(path: Path, since: float) -> bool:
     return path.is_file() and path.stat().st_mtime >= since - 2.0  # mtime granularity of some filesystems
 
@@ -407,7 +362,7 @@ def run_vendor_build(project_dir: Path, *, csynth: bool = True, cosim: bool = Fa
     for needed in ("project.tcl", "build_prj.tcl", "vivado_synth.tcl"):
         if not (project_dir / needed).is_file():
             raise ToolError(f"{project_dir} is not an hls4ml project (no {needed}); write it with "
-                            "qpde.hls.build_project first")
+                            "qpde.backends.hls4ml.build_project first")
     name = project.get("project_name", "myproject")
     hls_name, hls_path = found
     notes = []
@@ -419,7 +374,7 @@ def run_vendor_build(project_dir: Path, *, csynth: bool = True, cosim: bool = Fa
     cmd = _hls_command(hls_name, hls_path, project_dir, opts, uses_build_opt)
     log_path = project_dir / LOG_NAME
     started = time.time()
-    seconds = _run_logged(cmd, project_dir, log_path, timeout_s, hls_name)
+    seconds = run_tool(cmd, project_dir, log_path, timeout_s, hls_name)
 
     solution = project_dir / f"{name}_prj" / "solution1"
     csynth_xml = solution / "syn" / "report" / f"{name}_csynth.xml"
@@ -428,7 +383,7 @@ def run_vendor_build(project_dir: Path, *, csynth: bool = True, cosim: bool = Fa
     for asked, report in ((csynth, csynth_xml), (cosim, cosim_rpt), (run_vsynth, vsynth_rpt)):
         if asked and not _fresh(report, started):
             state = "not updated by this run" if report.is_file() else "not written"
-            raise ToolError(f"{hls_name}: exit 0 but {report} was {state}; log: {log_path}\n{_tail(log_path)}")
+            raise ToolError(f"{hls_name}: exit 0 but {report} was {state}; log: {log_path}\n{tail(log_path)}")
     hls = parse_csynth_xml(csynth_xml)  # needed for latency, II and fmax even when only Vivado ran now
     hls_tool = "vivado_hls" if hls_name == "vivado_hls" else "vitis_hls"
     row = _row(hls_tool, hls["part"])

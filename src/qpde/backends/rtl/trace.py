@@ -33,10 +33,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 
 from qpde.errors import GraphError, MismatchError
-from qpde.qgraph import SHAPE_OPS, FixedType, QGraph, QuantParams
+from qpde.ops import OPS, SHAPE_OPS, attr
+from qpde.qgraph import FixedType, QGraph, QuantParams
 
 # Fast, good solver settings (see docs/rtl.md): search_all_decompose_dc=False keeps the solve of a
 # 64×64 matrix to seconds; the result is still a shared-subexpression adder graph.
@@ -121,7 +121,6 @@ def trace_graph(graph: QGraph, solver_options: dict | None = None) -> Traced:
 
 def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
     from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
-    from da4ml.trace.ops import quantize, relu
 
     start = time.perf_counter()
     options = dict(DEFAULT_SOLVER_OPTIONS if solver_options is None else solver_options)
@@ -150,61 +149,11 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
         if missing:
             raise GraphError(f"{graph._where(node)}: reads {missing[0]!r}, which is not derived from the "
                              "quantized input; the RTL backend cannot implement it")
-        x = env[dyn[0]] if dyn else None
+        handler = OPS[op].handler("rtl") if op in OPS else None
+        if handler is None:
+            raise GraphError(f"{graph._where(node)}: op {op} has no RTL mapping")
         try:
-            if op == "Quant":
-                k, i, f = kif(graph.quant_params(node, constant=False))
-                p = graph.quant_params(node, constant=False)
-                overflow = "SAT_SYM" if (p.signed and p.narrow) else "SAT"
-                _check_saturation_width(graph, node, x, k, i, f)
-                out = quantize(x, k, i, f, overflow_mode=overflow, round_mode="TRN")
-            elif op == "MatMul" and len(dyn) == 2:  # activation × activation (attention): multipliers
-                a, b = env[dyn[0]], env[dyn[1]]
-                if a.shape[0] != 1 or b.shape[0] != 1 or a.ndim != 3 or b.ndim != 3:
-                    raise GraphError(f"{graph._where(node)}: activation MatMul must be batched [1, M, K] @ [1, K, P]")
-                out = _like(x, (_like(x, a._vars[0]) @ _like(x, b._vars[0]))._vars[None])
-            elif op == "Mul":  # by a power-of-two constant (QGraph checked): a shift, i.e. wiring
-                out = x * float(graph.consts[next(n for n in node.input if n in graph.consts)])
-            elif op == "MatMul":
-                if len(dyn) != 1 or node.input[0] != dyn[0]:
-                    raise GraphError(f"{graph._where(node)}: MatMul needs activation @ constant weight")
-                w = graph.consts[node.input[1]]
-                if w.ndim != 2:
-                    raise GraphError(f"{graph._where(node)}: weight of rank {w.ndim}; only 2-D weights map")
-                if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
-                    raise GraphError(f"{graph._where(node)}: weight not exact in float32 (da4ml's solver input)")
-                out = x @ w
-            elif op == "Add":
-                if len(dyn) == 2:
-                    out = env[dyn[0]] + env[dyn[1]]
-                else:
-                    const = graph.consts[graph.add_const(node)]
-                    exp = graph.types[dyn[0]].exp
-                    if _floored_at_or_above(graph, node.output[0], exp):
-                        const = np.floor(const / 2.0**exp) * 2.0**exp  # exact: see _floored_at_or_above
-                        counts["bias_truncated"] += 1
-                    out = x + const
-            elif op == "Relu":
-                if _only_unsigned_quants(graph, node.output[0]):
-                    out = x  # the unsigned Quant that follows saturates at 0 itself (see docstring)
-                    counts["relu_folded"] += 1
-                else:
-                    out = relu(x)
-            elif op == "Conv":
-                out = _conv(graph, node, x)
-            elif op == "MaxPool":
-                out = _maxpool(x, [int(k) for k in _attr(node, "kernel_shape")])
-            elif op == "Resize":  # nearest, integer repeat per spatial axis (QGraph checked): wiring
-                out = x._vars
-                for axis, factor in enumerate(graph.resize_factors(node), start=2):
-                    out = np.repeat(out, factor, axis=axis)
-                out = _like(x, out)
-            elif op == "Concat":
-                out = _like(x, np.concatenate([env[n]._vars for n in node.input], axis=int(_attr(node, "axis"))))
-            elif op in SHAPE_OPS:
-                out = graph._shape_op(node, x, batch=None)
-            else:
-                raise GraphError(f"{graph._where(node)}: op {op} has no RTL mapping")
+            out = handler(graph, node, env, dyn, counts)
         except GraphError:
             raise
         except Exception as exc:  # da4ml assertion or numpy shape error: name the node
@@ -230,8 +179,88 @@ def _trace(graph: QGraph, solver_options: dict | None) -> Traced:
     return traced
 
 
-def _attr(node, name: str):
-    return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
+# ---- per-op trace handlers (qpde.ops names them) -------------------------------------------------
+# handler(graph, node, env, dyn, counts) -> FixedVariableArray: env maps tensor names to traced
+# arrays, dyn lists the node's non-constant inputs, counts collects per-op statistics.
+def trace_quant(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    from da4ml.trace.ops import quantize
+
+    x = env[dyn[0]]
+    p = graph.quant_params(node, constant=False)
+    k, i, f = kif(p)
+    overflow = "SAT_SYM" if (p.signed and p.narrow) else "SAT"
+    _check_saturation_width(graph, node, x, k, i, f)
+    return quantize(x, k, i, f, overflow_mode=overflow, round_mode="TRN")
+
+
+def trace_matmul(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    x = env[dyn[0]]
+    if len(dyn) == 2:  # activation × activation (attention): multipliers
+        a, b = env[dyn[0]], env[dyn[1]]
+        if a.shape[0] != 1 or b.shape[0] != 1 or a.ndim != 3 or b.ndim != 3:
+            raise GraphError(f"{graph._where(node)}: activation MatMul must be batched [1, M, K] @ [1, K, P]")
+        return _like(x, (_like(x, a._vars[0]) @ _like(x, b._vars[0]))._vars[None])
+    if len(dyn) != 1 or node.input[0] != dyn[0]:
+        raise GraphError(f"{graph._where(node)}: MatMul needs activation @ constant weight")
+    w = graph.consts[node.input[1]]
+    if w.ndim != 2:
+        raise GraphError(f"{graph._where(node)}: weight of rank {w.ndim}; only 2-D weights map")
+    if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
+        raise GraphError(f"{graph._where(node)}: weight not exact in float32 (da4ml's solver input)")
+    return x @ w
+
+
+def trace_mul(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    """By a power-of-two constant (QGraph checked): a shift, i.e. wiring."""
+    return env[dyn[0]] * float(graph.consts[next(n for n in node.input if n in graph.consts)])
+
+
+def trace_add(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    if len(dyn) == 2:
+        return env[dyn[0]] + env[dyn[1]]
+    const = graph.consts[graph.add_const(node)]
+    exp = graph.types[dyn[0]].exp
+    if _floored_at_or_above(graph, node.output[0], exp):
+        const = np.floor(const / 2.0**exp) * 2.0**exp  # exact: see _floored_at_or_above
+        counts["bias_truncated"] += 1
+    return env[dyn[0]] + const
+
+
+def trace_relu(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    from da4ml.trace.ops import relu
+
+    x = env[dyn[0]]
+    if _only_unsigned_quants(graph, node.output[0]):
+        counts["relu_folded"] += 1
+        return x  # the unsigned Quant that follows saturates at 0 itself (see _only_unsigned_quants)
+    return relu(x)
+
+
+def trace_conv(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    return _conv(graph, node, env[dyn[0]])
+
+
+def trace_maxpool(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    return _maxpool(env[dyn[0]], [int(k) for k in attr(node, "kernel_shape")])
+
+
+def trace_resize(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    """Nearest, integer repeat per spatial axis (QGraph checked): wiring."""
+    x = env[dyn[0]]
+    out = x._vars
+    for axis, factor in enumerate(graph.resize_factors(node), start=2):
+        out = np.repeat(out, factor, axis=axis)
+    return _like(x, out)
+
+
+def trace_concat(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    x = env[dyn[0]]
+    return _like(x, np.concatenate([env[n]._vars for n in node.input], axis=int(attr(node, "axis"))))
+
+
+def trace_shape(graph: QGraph, node, env: dict, dyn: list[str], counts: Counter):
+    """Reshape/Transpose/Squeeze/Unsqueeze/Flatten/Identity: the same op on the traced array (wiring)."""
+    return graph._shape_op(node, env[dyn[0]], batch=None)
 
 
 def _like(x, variables: np.ndarray):

@@ -1,12 +1,12 @@
 """FINN build steps on one QONNX model, run INSIDE FINN's own environment (.venv-finn).
 
 qpde's main environment cannot import FINN (finn-plus pins brevitas/onnx/onnxruntime/protobuf
-versions that conflict with qpde's), so `qpde.finn_backend` runs this file as a script with FINN's
+versions that conflict with qpde's), so `qpde.backends.finn.backend` runs this file as a script with FINN's
 Python. It is standalone on purpose: it imports only the standard library, numpy, onnx, qonnx and
 finn, never qpde. Everything it learns goes to OUT/finn_result.json; its console output (FINN's
 prints and logs) goes to OUT/finn_build.log via the caller.
 
-    python finn_runner.py --model M.qonnx.onnx --out DIR [--target-fps F] [--fpga-part P]
+    python runner.py --model M.qonnx.onnx --out DIR [--target-fps F] [--fpga-part P]
         [--clock-ns T] [--inputs X.npy] [--stock-thresholds] [--full-build]
 
 What it does (docs/finn.md explains why):

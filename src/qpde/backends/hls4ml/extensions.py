@@ -6,7 +6,7 @@ linear attention (Kᵀ·V and Q·(KᵀV)). hls4ml 1.3 has no exact streaming lay
 layer is only an intermediate form turned into Dense (constant weights), Dot is rank 1, Einsum is
 io_parallel only. Inputs: stream `a` [n_rows, n_contract] (one beat per row) and stream `b`
 [n_contract, n_cols]; output [n_rows, n_cols]. `b` is buffered whole, then each row of `a` yields
-one output row. Precisions are explicit (qpde.hls.convert):
+one output row. Precisions are explicit (qpde.backends.hls4ml.convert):
 - accum_t holds every partial sum exactly (K·max|a|·max|b| at the product's LSB);
 - scaled_t is accum_t with its binary point moved by `shift`, the power-of-two factor of a following
   Mul (e.g. the 1/N of Galerkin attention), by reinterpreting the bits (exact);

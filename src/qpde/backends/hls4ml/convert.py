@@ -19,7 +19,7 @@ where the data order is unchanged (C = 1: the model's input and output, e.g. UNe
 and Clone layers for tensors with several consumers.
 
 Activation × activation MatMul ([1, M, K] @ [1, K, P], linear attention) has no exact native
-io_stream layer in hls4ml 1.3; it maps to qpde's extension layer `QpdeMatMulAA` (qpde.hls.extensions),
+io_stream layer in hls4ml 1.3; it maps to qpde's extension layer `QpdeMatMulAA` (qpde.backends.hls4ml.extensions),
 folding a following power-of-two Mul (binary-point move) and Quant (result_t).
 """
 
@@ -37,9 +37,10 @@ import numpy as np
 
 from qpde.config import HLSConfig
 from qpde.errors import GraphError, ToolError
-from qpde.hls import extensions
-from qpde.hls.folding import LayerFolding, choose_folding, hls_layer_config, save_folding
-from qpde.qgraph import SHAPE_OPS, SPATIAL_AXES, SPATIAL_OPS, FixedType, QGraph, _attr
+from qpde.backends.hls4ml import extensions
+from qpde.backends.hls4ml.folding import LayerFolding, choose_folding, hls_layer_config, save_folding
+from qpde.ops import OPS, SHAPE_OPS, SPATIAL_AXES, SPATIAL_OPS, attr
+from qpde.qgraph import FixedType, QGraph
 
 log = logging.getLogger(__name__)
 PROJECT_NAME = "myproject"
@@ -50,7 +51,10 @@ def _name(tensor_or_node: str) -> str:
 
 
 def _quant_type(graph: QGraph, node) -> str:
-    return graph.quant_params(node, constant=False).type.ap_type("AP_TRN", "AP_SAT")
+    """The ap_fixed type of a FLOOR Quant: AP_TRN, and AP_SAT, or AP_SAT_SYM for a narrow signed range
+    (QONNX's narrow [-(2^(b-1) - 1), 2^(b-1) - 1]; AP_SAT would let -2^(b-1) through)."""
+    p = graph.quant_params(node, constant=False)
+    return p.type.ap_type("AP_TRN", "AP_SAT_SYM" if p.signed and p.narrow else "AP_SAT")
 
 
 def _values_type(values: np.ndarray) -> FixedType:
@@ -118,6 +122,7 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
     layers = [{"class_name": "InputLayer", "name": in_name, "input_shape": list(in_shape), "outputs": [in_name]}]
     precision = {in_name: {"result": _quant_type(graph, first_quant)}}
     producer = {in_tensor: in_name}
+    ctx = LayerContext(graph, producer, spatial)
     done = set()
     started = False
     for node in graph.nodes:
@@ -133,121 +138,15 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
             raise GraphError(f"node {node.name}: input {x} is not produced by a mapped layer")
         x_type = graph.types[x]
         layer = {"inputs": [producer[x]]}
-        prec: dict[str, str] = {}
         if spatial and ((node.op_type == "MatMul" and len(graph.model.get_tensor_shape(x)) >= 3)
                         or (node.op_type in SHAPE_OPS and not _same_order(graph, node))):
             raise GraphError(f"node {node.name} ({node.op_type}) acts on a channels-first tensor with several "
                              "channels; only convolutional layers map it to hls4ml's channels-last layout")
-        if node.op_type == "MatMul" and node.input[1] not in graph.consts:
-            fold, layer, prec = _matmul_aa_layer(graph, node, producer)
-        elif node.op_type == "MatMul":
-            weight = graph.consts[node.input[1]]
-            if weight.ndim != 2:
-                raise GraphError(f"node {node.name}: weight of rank {weight.ndim}; only 2-D weights map to Dense")
-            nodes, tensor, bias = [node], node.output[0], None
-            nxt = graph.single_consumer(tensor)
-            # Constant Adds that follow (a bias, then maybe the half LSB of a round-half-up Quant,
-            # qpde.passes) fold into one bias: their float64 sum is exact (QGraph bounds it < 2^53).
-            while nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
-                term = np.broadcast_to(graph.consts[graph.add_const(nxt)].reshape(-1), (weight.shape[1],))
-                bias = term if bias is None else bias + term
-                nodes, tensor = nodes + [nxt], nxt.output[0]
-                nxt = graph.single_consumer(tensor)
-            fold = _fold_quant(graph, nodes, tensor, graph.types[tensor])
-            bias_data = np.array(bias, dtype=np.float64) if bias is not None else np.zeros(weight.shape[1])
-            if bias_data.size != weight.shape[1]:
-                raise GraphError(f"node {node.name}: bias of size {bias_data.size} for {weight.shape[1]} outputs")
-            layer.update(
-                class_name="Dense", n_in=weight.shape[0], n_out=weight.shape[1], weight_data=weight, qpde_node=node.name,
-                bias_data=bias_data, use_bias=True,
-            )
-            w_type = graph.const_type(node.input[1])
-            b_type = _values_type(bias_data) if bias is not None else FixedType(0, 0, w_type.exp)
-            prec = {
-                "weight": w_type.ap_type(),
-                "bias": b_type.ap_type(),
-                "accum": _accum_type(graph, node, x_type, bias_data if bias is not None else None).ap_type(),
-                "result": fold.result,
-            }
-        elif node.op_type == "Add" and graph.add_const(node) is not None:
-            # A constant add with no MatMul before it (the half LSB of a round-half-up Quant after an
-            # Add of two activations, qpde.passes): hls4ml's BatchNormalization with scale 1. Its
-            # product x·1 and the sum with the bias are full-precision ap_fixed operations, and the
-            # result is cast once to result_t (exact: the sum's type, or the folded Quant's TRN/SAT).
-            const = graph.consts[graph.add_const(node)]
-            shape = _hls_shape(graph, x, spatial)
-            channels = int(shape[-1]) if shape else 1
-            if const.size != 1 and (spatial or const.shape[-1] != const.size or const.size != channels):
-                raise GraphError(f"node {node.name}: constant Add of shape {const.shape} is not a per-channel "
-                                 "bias; only scalar or per-channel constants map to hls4ml")
-            bias_data = np.broadcast_to(const.reshape(-1), (channels,)).astype(np.float64)
-            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(class_name="BatchNormalization", n_in=int(np.prod(shape)), n_filt=channels,
-                         scale_data=np.ones(channels), bias_data=bias_data, use_gamma=True, use_beta=True)
-            prec = {"scale": FixedType(1, 1, 0).ap_type(), "bias": _values_type(bias_data).ap_type(),
-                    "result": fold.result}
-        elif node.op_type == "Add":
-            other = node.input[1]
-            if other not in producer:
-                raise GraphError(f"node {node.name}: input {other} is not produced by a mapped layer")
-            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(class_name="Merge", op="add", inputs=[producer[x], producer[other]])
-            prec = {"result": fold.result}
-        elif node.op_type == "Relu":
-            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(class_name="Activation", activation="relu", n_in=int(np.prod(graph.model.get_tensor_shape(x)[1:])))
-            prec = {"result": fold.result}
-        elif node.op_type == "Quant":
-            fold = _Fold([node], node.output[0], _quant_type(graph, node))
-            layer.update(class_name="Activation", activation="linear", n_in=int(np.prod(graph.model.get_tensor_shape(x)[1:])))
-            prec = {"result": fold.result}
-        elif node.op_type == "Conv":
-            bias = graph.conv_bias(node)
-            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(_conv_layer(graph, node, x))
-            w_type = graph.const_type(node.input[1])
-            b_type = graph.const_type(bias) if bias else FixedType(0, 0, w_type.exp)
-            prec = {
-                "weight": w_type.ap_type(),
-                "bias": b_type.ap_type(),
-                "accum": graph.conv_accum_type(node, x_type).ap_type(),
-                "result": fold.result,
-            }
-        elif node.op_type == "MaxPool":
-            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            layer.update(_maxpool_layer(graph, node, x))
-            prec = {"accum": x_type.ap_type(), "result": fold.result}
-        elif node.op_type == "Resize":
-            fold = _Fold([node], node.output[0], x_type.ap_type())
-            layer.update(_upsampling_layer(graph, node, x))
-            prec = {"result": fold.result}
-        elif node.op_type == "Concat":
-            rank = len(graph.model.get_tensor_shape(x))
-            if len(node.input) != 2 or rank not in SPATIAL_AXES:
-                raise GraphError(f"node {node.name}: only Concat of two [batch, C, W] or [batch, C, H, W] tensors "
-                                 "maps to hls4ml")
-            if int(_attr(node, "axis")) % rank != 1:
-                raise GraphError(f"node {node.name}: only Concat along channels maps to hls4ml")
-            other = node.input[1]
-            if other not in producer:
-                raise GraphError(f"node {node.name}: input {other} is not produced by a mapped layer")
-            fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
-            # channels are the last hls4ml axis: concatenate2d for [W, C], concatenate3d for [H, W, C]
-            layer.update(class_name="Concatenate", op=f"concatenate{rank - 1}d", axis=-1,
-                         inputs=[producer[x], producer[other]])
-            prec = {"result": fold.result}
-        elif node.op_type == "Transpose":
-            perm = [p - 1 for p in graph._attr_perm(node)[1:]]
-            fold = _Fold([node], node.output[0], x_type.ap_type())
-            layer.update(class_name="Transpose", perm=perm)
-            prec = {"result": fold.result}
-        elif node.op_type in SHAPE_OPS:
-            fold = _Fold([node], node.output[0], x_type.ap_type())
-            target = _hls_shape(graph, node.output[0], spatial)
-            layer.update(class_name="Reshape", target_shape=target)
-            prec = {"result": fold.result}
-        else:
+        handler = OPS[node.op_type].handler("hls4ml") if node.op_type in OPS else None
+        if handler is None:
             raise GraphError(f"node {node.name} ({node.op_type}) has no hls4ml mapping")
+        fold, fields, prec = handler(ctx, node, x, x_type)
+        layer.update(fields)
         done.update(id(n) for n in fold.nodes)
         layer["name"] = _name(fold.output)
         layer["outputs"] = [layer["name"]]
@@ -257,6 +156,171 @@ def layer_list(graph: QGraph) -> tuple[list[dict], dict[str, dict], str, str]:
     if graph.output_name not in producer:
         raise GraphError("graph output is not produced by a mapped layer")
     return layers, precision, in_name, producer[graph.output_name]
+
+
+# ---- per-op layer handlers (qpde.ops names them) -------------------------------------------------
+@dataclass
+class LayerContext:
+    """What a layer handler needs besides its node: the graph, the hls4ml layer producing each
+    tensor mapped so far, and whether the graph is convolutional (channels-last layout)."""
+
+    graph: QGraph
+    producer: dict[str, str]
+    spatial: bool
+
+    def source(self, node, tensor: str) -> str:
+        if tensor not in self.producer:
+            raise GraphError(f"node {node.name}: input {tensor} is not produced by a mapped layer")
+        return self.producer[tensor]
+
+
+LayerMapping = tuple[_Fold, dict, dict]  # the nodes folded into the layer, its attributes, its precisions
+
+
+def layer_matmul(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    """MatMul by a constant 2-D weight → Dense (with the constant Adds that follow as its bias);
+    MatMul of two activations → qpde's QpdeMatMulAA extension layer."""
+    graph = ctx.graph
+    if node.input[1] not in graph.consts:
+        return _matmul_aa_layer(graph, node, ctx.producer)
+    weight = graph.consts[node.input[1]]
+    if weight.ndim != 2:
+        raise GraphError(f"node {node.name}: weight of rank {weight.ndim}; only 2-D weights map to Dense")
+    nodes, tensor, bias = [node], node.output[0], None
+    nxt = graph.single_consumer(tensor)
+    # Constant Adds that follow (a bias, then maybe the half LSB of a round-half-up Quant,
+    # qpde.passes) fold into one bias: their float64 sum is exact (QGraph bounds it < 2^53).
+    while nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+        term = np.broadcast_to(graph.consts[graph.add_const(nxt)].reshape(-1), (weight.shape[1],))
+        bias = term if bias is None else bias + term
+        nodes, tensor = nodes + [nxt], nxt.output[0]
+        nxt = graph.single_consumer(tensor)
+    fold = _fold_quant(graph, nodes, tensor, graph.types[tensor])
+    bias_data = np.array(bias, dtype=np.float64) if bias is not None else np.zeros(weight.shape[1])
+    if bias_data.size != weight.shape[1]:
+        raise GraphError(f"node {node.name}: bias of size {bias_data.size} for {weight.shape[1]} outputs")
+    layer = dict(class_name="Dense", n_in=weight.shape[0], n_out=weight.shape[1], weight_data=weight,
+                 qpde_node=node.name, bias_data=bias_data, use_bias=True)
+    w_type = graph.const_type(node.input[1])
+    b_type = _values_type(bias_data) if bias is not None else FixedType(0, 0, w_type.exp)
+    prec = {
+        "weight": w_type.ap_type(),
+        "bias": b_type.ap_type(),
+        "accum": _accum_type(graph, node, x_type, bias_data if bias is not None else None).ap_type(),
+        "result": fold.result,
+    }
+    return fold, layer, prec
+
+
+def layer_add(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    """Activation + activation → Merge(add); activation + constant with no MatMul before it →
+    BatchNormalization with scale 1."""
+    graph = ctx.graph
+    fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+    if graph.add_const(node) is None:
+        return fold, dict(class_name="Merge", op="add", inputs=[ctx.source(node, x), ctx.source(node, node.input[1])]), \
+            {"result": fold.result}
+    # A constant add with no MatMul before it (the half LSB of a round-half-up Quant after an
+    # Add of two activations, qpde.passes): hls4ml's BatchNormalization with scale 1. Its
+    # product x·1 and the sum with the bias are full-precision ap_fixed operations, and the
+    # result is cast once to result_t (exact: the sum's type, or the folded Quant's TRN/SAT).
+    const = graph.consts[graph.add_const(node)]
+    shape = _hls_shape(graph, x, ctx.spatial)
+    channels = int(shape[-1]) if shape else 1
+    if const.size != 1 and (ctx.spatial or const.shape[-1] != const.size or const.size != channels):
+        raise GraphError(f"node {node.name}: constant Add of shape {const.shape} is not a per-channel "
+                         "bias; only scalar or per-channel constants map to hls4ml")
+    bias_data = np.broadcast_to(const.reshape(-1), (channels,)).astype(np.float64)
+    layer = dict(class_name="BatchNormalization", n_in=int(np.prod(shape)), n_filt=channels,
+                 scale_data=np.ones(channels), bias_data=bias_data, use_gamma=True, use_beta=True)
+    prec = {"scale": FixedType(1, 1, 0).ap_type(), "bias": _values_type(bias_data).ap_type(), "result": fold.result}
+    return fold, layer, prec
+
+
+def layer_relu(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    graph = ctx.graph
+    fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+    n_in = int(np.prod(graph.model.get_tensor_shape(x)[1:]))
+    return fold, dict(class_name="Activation", activation="relu", n_in=n_in), {"result": fold.result}
+
+
+def layer_quant(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    graph = ctx.graph
+    fold = _Fold([node], node.output[0], _quant_type(graph, node))
+    n_in = int(np.prod(graph.model.get_tensor_shape(x)[1:]))
+    return fold, dict(class_name="Activation", activation="linear", n_in=n_in), {"result": fold.result}
+
+
+def layer_conv(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    graph = ctx.graph
+    bias = graph.conv_bias(node)
+    fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+    w_type = graph.const_type(node.input[1])
+    b_type = graph.const_type(bias) if bias else FixedType(0, 0, w_type.exp)
+    prec = {
+        "weight": w_type.ap_type(),
+        "bias": b_type.ap_type(),
+        "accum": graph.conv_accum_type(node, x_type).ap_type(),
+        "result": fold.result,
+    }
+    return fold, _conv_layer(graph, node, x), prec
+
+
+def layer_maxpool(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    graph = ctx.graph
+    fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+    return fold, _maxpool_layer(graph, node, x), {"accum": x_type.ap_type(), "result": fold.result}
+
+
+def layer_resize(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    fold = _Fold([node], node.output[0], x_type.ap_type())
+    return fold, _upsampling_layer(ctx.graph, node, x), {"result": fold.result}
+
+
+def layer_concat(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    graph = ctx.graph
+    rank = len(graph.model.get_tensor_shape(x))
+    if len(node.input) != 2 or rank not in SPATIAL_AXES:
+        raise GraphError(f"node {node.name}: only Concat of two [batch, C, W] or [batch, C, H, W] tensors "
+                         "maps to hls4ml")
+    if int(attr(node, "axis")) % rank != 1:
+        raise GraphError(f"node {node.name}: only Concat along channels maps to hls4ml")
+    other = ctx.source(node, node.input[1])
+    fold = _fold_quant(graph, [node], node.output[0], graph.types[node.output[0]])
+    # channels are the last hls4ml axis: concatenate2d for [W, C], concatenate3d for [H, W, C]
+    layer = dict(class_name="Concatenate", op=f"concatenate{rank - 1}d", axis=-1, inputs=[ctx.producer[x], other])
+    return fold, layer, {"result": fold.result}
+
+
+def layer_transpose(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    fold = _Fold([node], node.output[0], x_type.ap_type())
+    perm = [p - 1 for p in list(attr(node, "perm"))[1:]]
+    return fold, dict(class_name="Transpose", perm=perm), {"result": fold.result}
+
+
+def layer_reshape(ctx: LayerContext, node, x: str, x_type: FixedType) -> LayerMapping:
+    """Reshape, Squeeze, Unsqueeze, Flatten, Identity → one Reshape (hls4ml's shape, no batch axis)
+    to the shape after the whole run of such ops that follows: hls4ml's io_stream optimizer drops a
+    Reshape that follows another one without repacking the stream, so [6] → [2, 3] → [6] as two
+    layers fed 3-wide beats to a layer reading 6-wide ones (found by tests/ops)."""
+    nodes, tensor = [node], node.output[0]
+    nxt = ctx.graph.single_consumer(tensor)
+    while nxt is not None and nxt.op_type in SHAPE_OPS and nxt.op_type != "Transpose" and \
+            not (ctx.spatial and not _same_order(ctx.graph, nxt)):
+        nodes, tensor = nodes + [nxt], nxt.output[0]
+        nxt = ctx.graph.single_consumer(tensor)
+    fold = _Fold(nodes, tensor, x_type.ap_type())
+    target = _hls_shape(ctx.graph, tensor, ctx.spatial)
+    user = ctx.graph.single_consumer(tensor)
+    dense_next = user is not None and user.op_type == "MatMul" and user.input[1] in ctx.graph.consts
+    inner = tensor != ctx.graph.output_name  # hls4ml repacks a Reshape that is the model output itself
+    if len(target) == 1 and _hls_shape(ctx.graph, x, ctx.spatial)[-1:] != target and not dense_next and inner:
+        # hls4ml turns an inner Reshape to 1-D into an in-place flatten that only Dense reads correctly
+        # (it gathers the narrower beats itself); an elementwise layer after it would read misaligned
+        # beats. A [1, n] target makes hls4ml repack the stream instead (found by tests/ops).
+        target = [1] + target
+    return fold, dict(class_name="Reshape", target_shape=target), {"result": fold.result}
+
 
 
 def _conv_layer(graph: QGraph, node, x: str) -> dict:
@@ -281,7 +345,7 @@ def _conv_layer(graph: QGraph, node, x: str) -> dict:
 
 def _maxpool_layer(graph: QGraph, node, x: str) -> dict:
     """MaxPooling1D / MaxPooling2D attributes (channels-last, stride = pool size, no padding)."""
-    kernel = [int(k) for k in _attr(node, "kernel_shape")]
+    kernel = [int(k) for k in attr(node, "kernel_shape")]
     c, *size = (int(v) for v in graph.model.get_tensor_shape(x)[1:])
     for name, n, k in zip(SPATIAL_AXES[len(size) + 2], size, kernel):
         if n % k:  # hls4ml's streaming pooling has no ONNX floor mode (dropping a ragged tail)

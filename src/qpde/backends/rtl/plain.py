@@ -104,7 +104,7 @@ def write_da4ml(layer: Layer, out_dir: Path, name: str, solver_options: dict | N
     from da4ml.codegen import VerilogModel
     from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
 
-    from qpde.rtl.trace import DEFAULT_SOLVER_OPTIONS, _exact_constants
+    from qpde.backends.rtl.trace import DEFAULT_SOLVER_OPTIONS, _exact_constants
 
     t = layer.in_type
     step = 2.0**t.exp
