@@ -5,7 +5,6 @@ One row per variant × backend, with DESIGN.md's columns. Empty cells mean "not 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qpde.config import Variant  # noqa: E402
+from qpde.layout import Layout, read_json  # noqa: E402
 from qpde.quant import parse_scenario  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,21 +37,19 @@ INTEGER_COLUMNS = ["w_bits", "a_bits", "state_bits", "resolution", "params", "ma
 HARDWARE_COUNTS = ["lut", "ff", "dsp", "bram", "carry", "latency_cycles", "ii_cycles"]
 
 
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def variant_rows(root: Path, variant_id: str) -> list[dict]:
-    """Rows of one variant from its artifacts: accuracy/cost, then one row per hardware backend run."""
+    """Rows of one variant from its artifacts (paths from the `Layout`): accuracy/cost, then one row
+    per hardware backend run."""
+    layout = Layout(root)
     variant = Variant.parse(variant_id)
     spec = parse_scenario(variant.scenario)
-    metrics = _read_json(root / "models" / variant_id / "metrics.json")
-    failed = root / "models" / variant_id / "metrics.error"
+    metrics = read_json(layout.metrics(variant))
+    failed = layout.error(variant, "metrics")
     base = {
         "variant": variant_id, "dataset": variant.dataset, "arch": variant.arch,
         "w_bits": spec.w_bits or 32, "a_bits": spec.a_bits or 32, "resolution": variant.resolution,
     }
-    died = root / "models" / variant_id / "worker.error"
+    died = layout.error(variant, "worker")
     if died.is_file():  # its worker process died (segfault, OOM kill): one row saying so
         return [{**base, "backend": "none", "note": died.read_text().strip()}]
     if failed.is_file():  # trained, but its graph cannot be evaluated exactly: one row with the reason
@@ -63,13 +61,12 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
     if spec.is_float:
         return [{**base, "backend": "pytorch", "tool": "torch", "note": "float reference"}]
     rows = []
-    sim, bits = root / "sim" / variant_id, root / "bitstreams" / variant_id
     for backend in HARDWARE_BACKENDS:
         row = {**base, "backend": backend}
-        error = sim / f"{backend}.error"
-        hardware = _read_json(bits / f"{backend}.json")
-        csim = _read_json(sim / "csim_verdict.json") if backend == "hls4ml" else None
-        rtlsim = _read_json(sim / "rtlsim_verdict.json") if backend == "rtl" else None
+        error = layout.error(variant, backend)
+        hardware = read_json(layout.row(variant, backend))
+        csim = read_json(layout.csim_verdict(variant)) if backend == "hls4ml" else None
+        rtlsim = read_json(layout.rtlsim_verdict(variant)) if backend == "rtl" else None
         if not (error.is_file() or hardware or csim or rtlsim):
             continue
         if csim:
@@ -100,7 +97,7 @@ def _hls_folding(root: Path, variant_id: str) -> str | None:
     """The hls4ml project's per-layer Strategy/ReuseFactor in one line (qpde.hls.folding)."""
     from qpde.hls.folding import FOLDING_FILE, LayerFolding, summary
 
-    saved = _read_json(root / "hls" / variant_id / FOLDING_FILE)
+    saved = read_json(Layout(root).hls(variant_id) / FOLDING_FILE)
     if saved is None:
         return None
     return summary({name: LayerFolding(f["n_in"], f["n_out"], f["strategy"], f["reuse_factor"])
@@ -109,8 +106,7 @@ def _hls_folding(root: Path, variant_id: str) -> str | None:
 
 def results_table(root: Path, variant_ids: list[str] | None = None) -> pd.DataFrame:
     if variant_ids is None:
-        models = root / "models"
-        variant_ids = sorted(p.name for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
+        variant_ids = Layout(root).variant_ids()
     rows = [row for vid in variant_ids for row in variant_rows(root, vid)]
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.astype({col: "Int64" for col in INTEGER_COLUMNS})
@@ -283,8 +279,9 @@ def _markdown(df: pd.DataFrame) -> str:
 def write_report(root: Path, variant_ids: list[str] | None = None) -> Path:
     """results.csv, report.md and pareto.png under root; returns the CSV path."""
     root = Path(root)
+    layout = Layout(root)
     df = results_table(root, variant_ids)
-    csv = root / "results.csv"
+    csv = layout.results
     df.to_csv(csv, index=False)
     plot_pareto(df, root / "pareto.png")
     hardware_plots = plot_hardware(df, root)
@@ -300,6 +297,6 @@ def write_report(root: Path, variant_ids: list[str] | None = None) -> Path:
         "" if hardware_plots else "No hardware figures yet (LUT/FF/DSP come from synthesis backends).\n",
         _tables(df),
     ]
-    (root / "report.md").write_text("\n".join(lines))
+    layout.report.write_text("\n".join(lines))
     log.info("report written to %s", root)
     return csv
