@@ -344,22 +344,21 @@ def step(
     run_step(name, variants, config, out, force, wait)
 
 
-@app.command(epilog=EXIT_HELP)
-@cli_errors
-def train(variants: Variants = None, config: ConfigOption = None, out: OutDir = Path("."), force: Force = False,
-          wait: Wait = False, verbose: Verbose = False) -> None:
-    """Train variants (float; quantized: QAT from the float checkpoint, trained first if needed): `qpde step train`."""
-    _setup_logging(verbose)
-    run_step("train", variants, config, out, force, wait)
+def _step_command(name: str):
+    """`qpde NAME` = `qpde step NAME` for the steps users ask for by name."""
+
+    def command(variants: Variants = None, config: ConfigOption = None, out: OutDir = Path("."), force: Force = False,
+                wait: Wait = False, verbose: Verbose = False) -> None:
+        _setup_logging(verbose)
+        run_step(name, variants, config, out, force, wait)
+
+    return cli_errors(command)
 
 
-@app.command(epilog=EXIT_HELP)
-@cli_errors
-def export(variants: Variants = None, config: ConfigOption = None, out: OutDir = Path("."), force: Force = False,
-           wait: Wait = False, verbose: Verbose = False) -> None:
-    """Export quantized variants to QONNX (training them first if needed): `qpde step export`."""
-    _setup_logging(verbose)
-    run_step("export", variants, config, out, force, wait)
+app.command("train", epilog=EXIT_HELP, help="Train variants (float; quantized: QAT from the float checkpoint, "
+            "trained first if needed): `qpde step train`.")(_step_command("train"))
+app.command("export", epilog=EXIT_HELP, help="Export quantized variants to QONNX (training them first if "
+            "needed): `qpde step export`.")(_step_command("export"))
 
 
 @app.command()
