@@ -38,7 +38,7 @@ import numpy as np
 from qpde import __version__
 from qpde.config import SweepConfig, Variant, fingerprint
 from qpde.errors import ConfigError, DataError, MismatchError, QpdeError, ToolError
-from qpde.layout import Layout, portable, read_json, write_json
+from qpde.layout import Layout, portable, write_json
 from qpde.quant import parse_scenario
 
 log = logging.getLogger(__name__)
