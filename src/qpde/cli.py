@@ -256,6 +256,11 @@ def search(
     config: Annotated[Path | None, typer.Argument(help="Sweep TOML whose scenarios × resolutions are searched.")] = None,
     metric: Annotated[str, typer.Option(
         help="Cost to minimise: bops (exact count), lut (Yosys LUTs of the RTL), latency (RTL pipeline cycles).")] = "bops",
+    part: Annotated[str | None, typer.Option(
+        help="FPGA part the design must fit, e.g. LFE5U-85F, xc7a200t, xcvu13p: the cost is then the cheapest "
+             "folded design that fits it (Yosys counts; nextpnr placement on ECP5).")] = None,
+    fps: Annotated[float | None, typer.Option(
+        help="Fields/s the folded design must reach (default: the config's [folded] target_fps).")] = None,
     out: OutDir = Path("."),
     verbose: Verbose = False,
 ) -> None:
@@ -268,15 +273,17 @@ def search(
     _setup_logging(verbose)
     cfg = load_config(config)
     with locked(out):
-        result = run_search(cfg, out, dataset, arch, target_nrmse, metric)
+        result = run_search(cfg, out, dataset, arch, target_nrmse, metric, part=part, fps=fps)
     for c in result.candidates:
         nrmse = "" if c.nrmse is None else f"nRMSE {c.nrmse:.4f}"
         cost = "" if c.cost is None or metric == "bops" else f"  {metric} {c.cost:g} ({c.cost_source})"
         console.print(f"  {c.variant:28s} {c.bops:12.4g} BOPs  {c.status:25s} {nrmse}{cost}")
     console.print(f"trained {result.trained_variants} of the grid's {result.grid_variants} models")
     if result.best is None:
-        raise ConfigError(f"no variant meets nRMSE <= {target_nrmse}; see {out}/search-{dataset}-{arch}.json")
-    console.print(f"best: {result.best} (C-sim {result.csim['samples']} samples, "
+        fits = f" with a folded design that fits {result.part}" if result.part else ""
+        raise ConfigError(f"no variant meets nRMSE <= {target_nrmse}{fits}; see {out}/search-{dataset}-{arch}.json")
+    design = f", folded design {result.best_design} fits {result.part or 'the target'}" if result.best_design else ""
+    console.print(f"best: {result.best}{design} (C-sim {result.csim['samples']} samples, "
                   f"{result.csim['mismatching_samples']} mismatching the golden)")
 
 

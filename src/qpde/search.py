@@ -14,6 +14,12 @@ the same monotonicity means a candidate that dominates a success (more bits, no 
 is no cheaper, so it is skipped too, and the walk ends when every candidate is trained or skipped.
 Each success is then built by the open RTL backend (da4ml → Verilator verdict → Yosys; no P&R), and
 the one with the fewest synthesized LUTs (or pipeline cycles) is returned.
+
+With a part (`--part xc7a200t`, qpde.parts) the cost comes from the folded backend instead: each
+success is built as folded streaming designs at `[folded] target_fps` (or `fps`), each proven
+bit-exact in Verilator, synthesized for the part's family (placed by nextpnr on an ECP5 part), and
+the answer is the cheapest (variant, design) whose counts fit the part and whose throughput meets
+its target. The fully parallel RTL fits only toy models.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 from qpde.config import SweepConfig, Variant
 from qpde.errors import ConfigError, MismatchError, QpdeError
+from qpde.parts import Part, fit, get_part
 from qpde.pipeline import Sweep, _write_json
 from qpde.quant import parse_scenario
 
@@ -42,6 +49,7 @@ class Candidate:
     status: str = "pending"  # trained-meets, trained-misses, skipped-dominated, skipped-dominates-success
     cost: float | None = None  # the metric's value (lut/latency: from the RTL backend, after training)
     cost_source: str | None = None
+    design: str | None = None  # the folded design (e.g. ii512) the cost is of, with --part
 
 
 @dataclass
@@ -55,6 +63,8 @@ class SearchResult:
     trained_variants: int = 0
     grid_variants: int = 0
     csim: dict | None = None
+    part: str | None = None
+    best_design: str | None = None  # with --part: the folded design of `best` that fits it
 
 
 def candidate_bops(sweep: Sweep, variant: Variant) -> int:
@@ -73,9 +83,15 @@ def _dominated(variant: Variant, failure: Variant) -> bool:
     return variant.resolution <= failure.resolution and a.w_bits <= b.w_bits and a.a_bits <= b.a_bits
 
 
-def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: float, metric: str = "bops") -> SearchResult:
+def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: float, metric: str = "bops",
+           part: str | None = None, fps: float | None = None) -> SearchResult:
     if metric not in METRICS:
         raise ConfigError(f"unknown search metric {metric!r}; choose from {', '.join(METRICS)}")
+    if (part or fps) and metric == "bops":
+        raise ConfigError("--part/--fps choose among hardware designs: use --metric lut or latency")
+    chosen_part = get_part(part) if part else None
+    if chosen_part or fps:
+        cfg = dataclasses.replace(cfg, folded=_folded_for(cfg, chosen_part, fps))
     if dataset not in cfg.datasets or arch not in cfg.archs:
         raise ConfigError(f"{dataset}/{arch} is not in the sweep's datasets {list(cfg.datasets)} / archs {list(cfg.archs)}")
     scenarios = [s for s in cfg.scenarios if not parse_scenario(s).is_float]
@@ -91,6 +107,7 @@ def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: 
     failures: list[Variant] = []
     successes: list[Candidate] = []
     result = SearchResult(dataset, arch, target_nrmse, metric, None, candidates,
+                          part=chosen_part and chosen_part.name,
                           grid_variants=len(grid) + len(resolutions))  # + a float model per resolution
     for candidate in candidates:
         variant = Variant.parse(candidate.variant)
@@ -112,11 +129,13 @@ def search(cfg: SweepConfig, root: Path, dataset: str, arch: str, target_nrmse: 
             candidate.cost, candidate.cost_source = candidate.bops, "bops (exact count)"
             break
     for candidate in successes:
-        if metric != "bops":
+        if chosen_part or fps:
+            _folded_cost(sweep, candidate, metric, chosen_part)
+        elif metric != "bops":
             _rtl_cost(sweep, candidate, metric)
     ranked = sorted((c for c in successes if c.cost is not None), key=lambda c: (c.cost, c.bops))
     if ranked:
-        result.best = ranked[0].variant
+        result.best, result.best_design = ranked[0].variant, ranked[0].design
         result.csim = sweep.csim(Variant.parse(result.best))
         if result.csim["mismatching_samples"]:
             raise MismatchError(f"{result.best}: C simulation differs from the golden on "
@@ -139,6 +158,60 @@ def _rtl_cost(sweep: Sweep, candidate: Candidate, metric: str) -> None:
         return
     candidate.cost = row.get(RTL_COLUMN[metric])
     candidate.cost_source = f"{row['tool']} ({'estimate' if row.get('estimate') else 'synthesis'})"
+
+
+def _folded_for(cfg: SweepConfig, part: Part | None, fps: float | None):
+    """The [folded] settings of a part search: synthesis for the part's family, nextpnr on an ECP5
+    part (its placement is the fit check), every scenario built, the throughput target if given."""
+    folded = dataclasses.replace(cfg.folded, scenarios=None)
+    if fps:
+        folded = dataclasses.replace(folded, target_fps=(float(fps),))
+    if part is None:
+        return folded
+    if part.is_ecp5:
+        return dataclasses.replace(folded, pnr=True, ecp5_device=part.ecp5_device, ecp5_package=part.ecp5_package)
+    return dataclasses.replace(folded, pnr=False, xilinx_family=part.family)
+
+
+def design_fields_per_s(row: dict, clock_mhz: float) -> tuple[float, str]:
+    """A folded design's throughput: placed Fmax / measured II where placed, else the assumed clock."""
+    if row.get("fields_per_s"):
+        return row["fields_per_s"], "placed Fmax"
+    return clock_mhz * 1e6 / row["ii_cycles"], f"at the assumed {clock_mhz:g} MHz"
+
+
+def _folded_cost(sweep: Sweep, candidate: Candidate, metric: str, part: Part | None) -> None:
+    """The cheapest of the candidate's folded designs (each proven bit-exact by Verilator before it
+    is synthesized) that fits the part and meets its fields/s target. None fits: no cost, and
+    cost_source says why for each design."""
+    variant = Variant.parse(candidate.variant)
+    try:
+        rows = sweep.folded(variant)["designs"]
+    except QpdeError as exc:
+        log.warning("%s: no folded design (%s)", variant.id, exc)
+        candidate.cost_source = f"none: {exc}"
+        return
+    clock = sweep.cfg.folded.clock_mhz
+    reasons, fitting = [], []
+    for row in rows:
+        name = row.get("design") or "design"
+        why = fit(part, row) if part else (None if row.get("lut") is not None else "no synthesis counts")
+        fps, basis = design_fields_per_s(row, clock) if row.get("ii_cycles") else (0.0, "")
+        if why is None and fps < row.get("target_fps", 0):
+            why = f"{fps:,.0f} fields/s ({basis}) < target {row['target_fps']:,.0f}"
+        if why:
+            reasons.append(f"{name}: {why}")
+            continue
+        lut = row["ecp5_lut"] if part and part.is_ecp5 else row["lut"]
+        fitting.append((lut if metric == "lut" else row["latency_cycles"], name, row, fps, basis))
+    if not fitting:
+        candidate.cost_source = "none: " + "; ".join(reasons)
+        return
+    cost, name, row, fps, basis = min(fitting, key=lambda f: f[0])
+    where = f"fits {part.name}" if part else "synthesized"
+    candidate.cost, candidate.design = cost, name
+    candidate.cost_source = f"folded {name} ({row['tool']}; {where}; {fps:,.0f} fields/s {basis})" + (
+        "; not chosen: " + "; ".join(reasons) if reasons else "")
 
 
 def load_result(path: Path) -> dict:

@@ -163,14 +163,16 @@ def parse_stat_text(text: str) -> dict[str, int]:
 
 
 def xilinx_counts(cells: dict[str, int]) -> dict:
-    """Joined-table figures from 7-series cell counts."""
-    bram = cells.get("RAMB36E1", 0) + 0.5 * cells.get("RAMB18E1", 0)
+    """Joined-table figures from 7-series (…E1, CARRY4) or UltraScale+ (…E2, CARRY8, URAM288) cell
+    counts; a RAMB18 counts as half a 36-kbit block."""
+    bram = sum(cells.get(f"RAMB36E{v}", 0) + 0.5 * cells.get(f"RAMB18E{v}", 0) for v in (1, 2))
     return {
         "lut": sum(cells.get(k, 0) for k in XILINX_LUTS),
         "ff": sum(cells.get(k, 0) for k in XILINX_FFS),
-        "carry": cells.get("CARRY4", 0),
-        "dsp": cells.get("DSP48E1", 0),
+        "carry": cells.get("CARRY4", 0) + cells.get("CARRY8", 0),
+        "dsp": cells.get("DSP48E1", 0) + cells.get("DSP48E2", 0),
         "bram": bram if bram != int(bram) else int(bram),
+        "uram": cells.get("URAM288", 0),
         "lutram": sum(cells.get(k, 0) for k in XILINX_LUTRAM),  # SRL16E delay lines etc. (LUTs as memory)
         "inv": cells.get("INV", 0),  # Yosys leaves inverters as INV cells; Vivado folds most into LUTs
     }
