@@ -76,6 +76,18 @@ def test_run_then_rerun_reuses_everything(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
     assert json.loads((out / "sim" / "stage_times.json").read_text()).get("train", 0) == 0
 
+    # --from/--to in a process pool (the driver's plan travels to the workers): C-sim reruns, nothing else
+    verdicts = {p: p.stat().st_mtime_ns for p in out.rglob("csim_verdict.json")}
+    third = runner.invoke(app, ["run", str(config), "--out", str(out), "--from", "csim", "--to", "csim",
+                                "--workers", "2"])
+    assert third.exit_code == 0, third.output
+    assert len(verdicts) == 2 and all(p.stat().st_mtime_ns != t for p, t in verdicts.items())
+    upstream = {p: t for p, t in stamps.items() if p.suffix in (".pt", ".onnx") or p.name == "metrics.json"}
+    assert {p: p.stat().st_mtime_ns for p in upstream} == upstream
+    times = json.loads((out / "sim" / "stage_times.json").read_text())
+    assert {step for step, seconds in times.items() if seconds > 0} == {"csim"}
+    assert pd.read_csv(out / "results.csv")["csim_mismatches"].dropna().tolist() == [0, 0]
+
     # qpde csim on the variant: test-set verdict, and arbitrary inputs → outputs
     verdict = runner.invoke(app, ["csim", "burgers-fno-w4a4-r16", "--root", str(out), "--config", str(config)])
     assert verdict.exit_code == 0, verdict.output

@@ -26,6 +26,7 @@ from qpde.errors import (
     EXIT_BAD_INPUT, EXIT_CODES, EXIT_FAILURE, EXIT_MISMATCH, ConfigError, DataError, GraphError, LockError,
     MismatchError, QpdeError, ToolError, exit_code,
 )
+from tests.test_flow import built, fake_steps
 from tests.test_pipeline import TINY_SWEEP
 
 runner = CliRunner()
@@ -80,46 +81,15 @@ def test_unexpected_exception_is_one_line_exit_3(monkeypatch, tmp_path):
 # ---- verification policy (fast: stages faked, the policy is what is tested) -------------------------
 
 
-def _fake_stages(monkeypatch, verdicts: dict[str, int], synthesized: list[str]):
-    """Sweep stages that write minimal artifacts: metrics, and a C-sim verdict with the given number of
-    mismatching samples per scenario; vendor() records what it was asked to synthesize."""
-
-    def checkpoint(self, variant):
-        return self.layout.models(variant) / "checkpoint.pt"
-
-    def metrics(self, variant):
-        path = self.layout.models(variant) / "metrics.json"
-        pipeline._write_json(path, {"params": 1, "macs": 1, "bops": 1, "nrmse": 0.5, "mse": 0.1,
-                                    "rollout_nrmse": float("nan")})
-        return json.loads(path.read_text())
-
-    def csim(self, variant):
-        bad = verdicts.get(variant.scenario, 0)
-        verdict = {"backend": "hls4ml-csim", "samples": 4, "mismatching_samples": bad, "mismatching_values": bad,
-                   "first_mismatch_index": 0 if bad else None, "max_abs_difference": float(bad)}
-        pipeline._write_json(self.layout.sim(variant) / "csim_verdict.json", verdict)
-        return verdict
-
-    def vendor(self, variant):
-        self.exact_csim(variant)
-        synthesized.append(variant.id)
-        return {}
-
-    monkeypatch.setattr(pipeline, "check_inputs", lambda cfg, sweep: None)
-    for name, fake in (("checkpoint", checkpoint), ("metrics", metrics), ("csim", csim), ("vendor", vendor)):
-        monkeypatch.setattr(pipeline.Sweep, name, fake)
-
-
 def test_mismatch_fails_the_run_after_the_other_variants_and_is_never_synthesized(monkeypatch, tmp_path):
-    synthesized: list[str] = []
-    _fake_stages(monkeypatch, {"w4a8": 3}, synthesized)
+    made = fake_steps(monkeypatch, csim_mismatches={"w4a8": 3})
     out = tmp_path / "out"
     config = tiny_config(tmp_path, ("fp32", "w4a8", "w8a8"))
     result = runner.invoke(app, ["run", str(config), "--out", str(out), "--executor", "serial"])
     assert result.exit_code == 1, result.output
     assert "1 of 3 variants failed" in result.output
     assert "burgers-fno-w4a8-r16 [hls4ml] mismatch: C simulation differs from the golden on 3 of 4" in result.output
-    assert synthesized == ["burgers-fno-w8a8-r16"]  # the exact one only
+    assert built(made, "vendor") == {"burgers-fno-w8a8-r16"}  # the exact one only
     df = pd.read_csv(out / "results.csv").set_index("variant")
     assert df.loc["burgers-fno-w8a8-r16", "csim_mismatches"] == 0
     assert df.loc["burgers-fno-w4a8-r16", "csim_mismatches"] == 3
@@ -131,16 +101,8 @@ def test_mismatch_fails_the_run_after_the_other_variants_and_is_never_synthesize
 
 
 def test_tool_failure_exits_3_and_refusal_does_not_fail(monkeypatch, tmp_path):
-    _fake_stages(monkeypatch, {}, [])
-
-    def hls4ml(self, variant):
-        if variant.scenario == "w4a8":
-            raise ToolError("hls4ml C-simulation build failed in hls/x: g++ died")
-        if variant.scenario == "w8a8":
-            raise GraphError("a 70-bit accumulator cannot be exact")
-        return self.csim(variant)
-
-    monkeypatch.setattr(pipeline.Sweep, "hls4ml", hls4ml)
+    fake_steps(monkeypatch, fail={("csim", "w4a8"): ToolError("hls4ml C-simulation build failed in hls/x: g++ died"),
+                                  ("csim", "w8a8"): GraphError("a 70-bit accumulator cannot be exact")})
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(tiny_config(tmp_path, ("w4a8", "w8a8", "w8a16"))), "--out", str(out),
                                  "--executor", "serial"])

@@ -1,4 +1,5 @@
-"""Command line: `qpde run/data/csim/report/search`. Library functions do the work; errors become
+"""Command line: `qpde run/data/train/export/step/steps/csim/report/search`. Library functions do the work
+(the flow's steps are qpde.flow.STEPS); errors become
 one line on stderr and one exit code of `qpde.errors.EXIT_CODES`: 0 ok, 1 a simulation differs from
 the golden, 2 bad input, 3 tool or internal failure."""
 
@@ -85,6 +86,10 @@ def run(
         "--wait", help="If another qpde process holds --out, wait for it instead of refusing.")] = False,
     device: Annotated[str | None, typer.Option(
         help="Training device: auto (CUDA when available), cpu or cuda; overrides the config's train.device.")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--from", help="Rerun this step and every step downstream of it, ignoring their caches (`qpde steps`).")] = None,
+    stop: Annotated[str | None, typer.Option(
+        "--to", help="Stop after this step (flow order: `qpde steps`); the report covers what exists.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Whole flow: data → float training → QAT → QONNX → hls4ml → C-sim verdicts → report.
@@ -93,10 +98,12 @@ def run(
     then exits non-zero with a summary (1 if any simulation differs from the golden). Nothing is
     synthesized before its C simulation (or RTL simulation) equals the golden."""
     from qpde.config import load_config, with_overrides
+    from qpde.flow import Plan
     from qpde.pipeline import Problem, locked, run_sweep, sweep_exit_code
     from qpde.progress import SweepProgress
 
     _setup_logging(verbose)
+    plan = Plan(start=start, stop=stop)
     cfg = with_overrides(
         load_config(config), datasets=datasets, archs=archs, scenarios=scenarios, resolutions=resolutions,
         backends=backends,
@@ -112,7 +119,7 @@ def run(
     problems: list[Problem] = []
     with locked(out, wait=wait), SweepProgress(console, cfg.variants(), cfg.backends) as progress:
         csv = run_sweep(cfg, out, executor=executor, workers=workers, ray_address=ray_address,
-                        on_variant=progress.announce, problems=problems)
+                        on_variant=progress.announce, problems=problems, plan=plan)
     _print_summary(csv)
     console.print(f"done in {time.perf_counter() - start:.0f} s: {csv}, {csv.parent / 'report.md'}, "
                   f"{csv.parent / 'pareto.png'}")
@@ -199,7 +206,8 @@ def csim(
     from qpde import golden
     from qpde.config import HLSConfig, Variant, load_config
     from qpde.backends.hls4ml import build_project
-    from qpde.pipeline import Layout
+    from qpde.flow import Flow
+    from qpde.layout import Layout
     from qpde.qgraph import QGraph
     from qpde.backends.hls4ml.csim import csim_outputs
     from qpde.backends.verdict import compare
@@ -213,16 +221,14 @@ def csim(
             raise DataError(f"QONNX file not found: {onnx_path}")
     else:
         variant = Variant.parse(target)
-        onnx_path = layout.models(variant) / f"{variant.id}.qonnx.onnx"
+        onnx_path = layout.qonnx(variant)
         if not onnx_path.is_file():
             raise DataError(f"{onnx_path} not found: run `qpde run` for {variant.id} first (or pass --root)")
     graph = QGraph(onnx_path)
     if inputs is not None:
         x = load_inputs(inputs, graph)
     elif variant is not None:
-        from qpde.pipeline import Sweep
-
-        test, _ = Sweep(cfg, root).split(variant.dataset, "test")
+        test, _ = Flow(cfg, root).split(variant.dataset, "test")
         x = test.step_inputs(variant.resolution)
     else:
         raise ConfigError("a .onnx file has no test set: pass --inputs X.npy (raw model inputs)")
@@ -280,6 +286,104 @@ def search(
     design = f", folded design {result.best_design} fits {result.part or 'the target'}" if result.best_design else ""
     console.print(f"best: {result.best}{design} (C-sim {result.csim['samples']} samples, "
                   f"{result.csim['mismatching_samples']} mismatching the golden)")
+
+
+def run_step(name: str, variants: list[str] | None, config: Path | None, out: Path, force: bool, wait: bool) -> None:
+    """One step of the flow for the given variants (default: every variant of the sweep it applies to),
+    with whatever it needs upstream (from the cache when it can). Prints each artifact's path; every
+    variant is tried, then a failure exits like `qpde run` (1 if a simulation differs from the golden)."""
+    from qpde.config import Variant, load_config
+    from qpde.flow import STEPS, Flow, Plan, check_step, dataset_scope
+    from qpde.layout import portable
+    from qpde.pipeline import _problem, locked, sweep_exit_code
+
+    step = STEPS[check_step(name)]
+    cfg = load_config(config)
+    plan = Plan(start=name if force else None, stop=name)
+    targets = [Variant.parse(v) for v in variants] if variants else [v for v in cfg.variants() if step.applies(v)]
+    if step.per_dataset:
+        targets = [dataset_scope(d) for d in dict.fromkeys(v.dataset for v in targets)]
+    problems = []
+    with locked(out, wait=wait):
+        flow = Flow(cfg, out, plan)
+        for variant in targets:
+            label = variant.dataset if step.per_dataset else variant.id
+            try:
+                artifact = flow.get(name, variant)
+            except (typer.Exit, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - said per variant; the others go on
+                problems.append(_problem(flow, variant, name, exc))
+                continue
+            typer.echo(f"{label}: {portable(str(artifact.path), out)}")
+    code = sweep_exit_code(problems)
+    if code:
+        lines = [f"{len(problems)} of {len(targets)} failed:"] + [f"  {p.variant} [{p.stage}] {p.status}: {p.reason}"
+                                                                 for p in problems]
+        raise SweepFailed("\n".join(lines), code)
+    for p in problems:  # refusals
+        console.print(f"refused: {p.variant} ({p.stage}): {p.reason}", markup=False, highlight=False)
+
+
+Variants = Annotated[list[str] | None, typer.Argument(
+    help="Variant ids, e.g. burgers-fno-w4a8-r16 (default: every variant of the sweep the step applies to).")]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Sweep TOML or embedded name (quick, hardware, …); default: quick.")]
+Force = Annotated[bool, typer.Option(
+    "--force", help="Rebuild the step's artifact even when its cache is valid.")]
+Wait = Annotated[bool, typer.Option(
+    "--wait", help="If another qpde process holds --out, wait for it instead of refusing.")]
+
+
+@app.command(epilog=EXIT_HELP)
+@cli_errors
+def step(
+    name: Annotated[str, typer.Argument(help="The step (see `qpde steps`): data, train, export, metrics, csim, …")],
+    variants: Variants = None,
+    config: ConfigOption = None,
+    out: OutDir = Path("."),
+    force: Force = False,
+    wait: Wait = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run one step of the flow into --out, building what it needs upstream (cached). Prints the
+    artifacts' paths. Its gate holds: a C-sim or RTL-sim verdict that differs from the golden exits 1."""
+    _setup_logging(verbose)
+    run_step(name, variants, config, out, force, wait)
+
+
+def _step_command(name: str):
+    """`qpde NAME` = `qpde step NAME` for the steps users ask for by name."""
+
+    def command(variants: Variants = None, config: ConfigOption = None, out: OutDir = Path("."), force: Force = False,
+                wait: Wait = False, verbose: Verbose = False) -> None:
+        _setup_logging(verbose)
+        run_step(name, variants, config, out, force, wait)
+
+    return cli_errors(command)
+
+
+app.command("train", epilog=EXIT_HELP, help="Train variants (float; quantized: QAT from the float checkpoint, "
+            "trained first if needed): `qpde step train`.")(_step_command("train"))
+app.command("export", epilog=EXIT_HELP, help="Export quantized variants to QONNX (training them first if "
+            "needed): `qpde step export`.")(_step_command("export"))
+
+
+@app.command()
+def steps() -> None:
+    """The flow's steps in order: what each reads, the tools its cache key names, and its artifact."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from qpde.flow import describe
+
+    table = Table(title="qpde flow (`qpde run --from/--to STEP`, `qpde step STEP`)")
+    rows = describe()
+    for col in rows[0]:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(v) for v in row.values()))
+    Console(width=max(120, Console().width)).print(table)
 
 
 @app.command()

@@ -5,7 +5,6 @@ One row per variant × backend, with DESIGN.md's columns. Empty cells mean "not 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from qpde.backends import BACKENDS  # noqa: E402
 from qpde.config import Variant  # noqa: E402
+from qpde.layout import Layout, read_json  # noqa: E402
 from qpde.quant import parse_scenario  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,21 +37,19 @@ INTEGER_COLUMNS = ["w_bits", "a_bits", "state_bits", "resolution", "params", "ma
 HARDWARE_COUNTS = ["lut", "ff", "dsp", "bram", "carry", "latency_cycles", "ii_cycles"]
 
 
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def variant_rows(root: Path, variant_id: str) -> list[dict]:
-    """Rows of one variant from its artifacts: accuracy/cost, then one row per hardware backend run."""
+    """Rows of one variant from its artifacts (paths from the `Layout`): accuracy/cost, then one row
+    per hardware backend run."""
+    layout = Layout(root)
     variant = Variant.parse(variant_id)
     spec = parse_scenario(variant.scenario)
-    metrics = _read_json(root / "models" / variant_id / "metrics.json")
-    failed = root / "models" / variant_id / "metrics.error"
+    metrics = read_json(layout.metrics(variant))
+    failed = layout.error(variant, "metrics")
     base = {
         "variant": variant_id, "dataset": variant.dataset, "arch": variant.arch,
         "w_bits": spec.w_bits or 32, "a_bits": spec.a_bits or 32, "resolution": variant.resolution,
     }
-    died = root / "models" / variant_id / "worker.error"
+    died = layout.error(variant, "worker")
     if died.is_file():  # its worker process died (segfault, OOM kill): one row saying so
         return [{**base, "backend": "none", "note": died.read_text().strip()}]
     if failed.is_file():  # trained, but its graph cannot be evaluated exactly: one row with the reason
@@ -63,17 +61,16 @@ def variant_rows(root: Path, variant_id: str) -> list[dict]:
     if spec.is_float:
         return [{**base, "backend": "pytorch", "tool": "torch", "note": "float reference"}]
     rows = []
-    sim, bits = root / "sim" / variant_id, root / "bitstreams" / variant_id
-    for backend, spec in BACKENDS.items():
+    for backend, entry in BACKENDS.items():
         row = {**base, "backend": backend}
-        error = sim / f"{backend}.error"
-        hardware = _read_json(bits / f"{backend}.json")
-        verdict = _read_json(sim / spec.verdict_file) if spec.verdict_file else None
+        error = layout.error(variant, backend)
+        hardware = read_json(layout.row(variant, backend))
+        verdict = read_json(layout.sim(variant) / entry.verdict_file) if entry.verdict_file else None
         if not (error.is_file() or hardware or verdict):
             continue
         if verdict:
-            row.update({f"{spec.verdict_columns}_samples": verdict["samples"],
-                        f"{spec.verdict_columns}_mismatches": verdict["mismatching_samples"]})
+            row.update({f"{entry.verdict_columns}_samples": verdict["samples"],
+                        f"{entry.verdict_columns}_mismatches": verdict["mismatching_samples"]})
             if backend == "hls4ml":
                 import hls4ml
 
@@ -98,7 +95,7 @@ def _hls_folding(root: Path, variant_id: str) -> str | None:
     """The hls4ml project's per-layer Strategy/ReuseFactor in one line (qpde.backends.hls4ml.folding)."""
     from qpde.backends.hls4ml.folding import FOLDING_FILE, LayerFolding, summary
 
-    saved = _read_json(root / "hls" / variant_id / FOLDING_FILE)
+    saved = read_json(Layout(root).hls(variant_id) / FOLDING_FILE)
     if saved is None:
         return None
     return summary({name: LayerFolding(f["n_in"], f["n_out"], f["strategy"], f["reuse_factor"])
@@ -107,8 +104,7 @@ def _hls_folding(root: Path, variant_id: str) -> str | None:
 
 def results_table(root: Path, variant_ids: list[str] | None = None) -> pd.DataFrame:
     if variant_ids is None:
-        models = root / "models"
-        variant_ids = sorted(p.name for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
+        variant_ids = Layout(root).variant_ids()
     rows = [row for vid in variant_ids for row in variant_rows(root, vid)]
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.astype({col: "Int64" for col in INTEGER_COLUMNS})
@@ -281,8 +277,9 @@ def _markdown(df: pd.DataFrame) -> str:
 def write_report(root: Path, variant_ids: list[str] | None = None) -> Path:
     """results.csv, report.md and pareto.png under root; returns the CSV path."""
     root = Path(root)
+    layout = Layout(root)
     df = results_table(root, variant_ids)
-    csv = root / "results.csv"
+    csv = layout.results
     df.to_csv(csv, index=False)
     plot_pareto(df, root / "pareto.png")
     hardware_plots = plot_hardware(df, root)
@@ -298,6 +295,6 @@ def write_report(root: Path, variant_ids: list[str] | None = None) -> Path:
         "" if hardware_plots else "No hardware figures yet (LUT/FF/DSP come from synthesis backends).\n",
         _tables(df),
     ]
-    (root / "report.md").write_text("\n".join(lines))
+    layout.report.write_text("\n".join(lines))
     log.info("report written to %s", root)
     return csv
