@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qpde.errors import GraphError
-from qpde.ops import SHAPE_OPS, SPATIAL_OPS
+from qpde.ops import SHAPE_OPS, SPATIAL_OPS, attr
 from qpde.qgraph import FixedType, QGraph
 
 BACKEND = "folded"
@@ -284,7 +284,6 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     if kron > 1:  # W = kron(I_n, B): B over n× more rows (a reshape of the stream), never the dense W
         w = w[: k // kron, : c // kron]
         k, c, rows = k // kron, c // kron, rows * kron
-    prod_exp = x_t.exp + w_t.exp
     cur = node.output[0]
     bias, b_t = None, None
     nxt = graph.single_consumer(cur)
@@ -300,9 +299,18 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
         chain.append(nxt)
         cur = nxt.output[0]
     cur, relu, quant = tail(cur, chain)
-    # A bias finer than the products can be floored to the products' LSB when a FLOOR Quant at or
-    # above that LSB follows: the products' sum is a multiple of that LSB, so the bias's extra
-    # fraction never carries across a multiple of the (coarser) output step, nor past a ReLU's 0.
+    acc, out_t = _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift)
+    return Unit(node.name, "mvau", [s], [], {"K": k, "C": c, "rows": rows, "kron": kron, **acc}), cur, out_t
+
+
+def _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift) -> tuple[dict, FixedType]:
+    """An MVAU's exact accumulator and requantization: its weights, bias at the accumulator's LSB,
+    product shift, width (never overflows) and the fused ReLU/Quant; and the output type.
+
+    A bias finer than the products can be floored to the products' LSB when a FLOOR Quant at or
+    above that LSB follows: the products' sum is a multiple of that LSB, so the bias's extra
+    fraction never carries across a multiple of the (coarser) output step, nor past a ReLU's 0."""
+    prod_exp = x_t.exp + w_t.exp
     acc_exp = prod_exp
     if bias is not None and b_t.exp < prod_exp:
         floorable = quant is not None and graph.quant_params(quant, constant=False).exp >= prod_exp
@@ -314,16 +322,13 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
         bias = np.array([b << d if d >= 0 else b >> -d for b in bias], dtype=object)
     out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
     col_abs = np.abs(w).sum(axis=0)
-    bound = max(int(col_abs[j]) * x_t.max_abs << pshift for j in range(c))
-    if bias is not None:
-        bound = max((int(col_abs[j]) * x_t.max_abs << pshift) + abs(int(bias[j])) for j in range(c))
+    bound = max((int(col_abs[j]) * x_t.max_abs << pshift) + (abs(int(bias[j])) if bias is not None else 0)
+                for j in range(w.shape[1]))
     # at least one bit above a product's width: the MVAU sign-extends products with a non-empty replication
     acc_w = max(bound.bit_length() + 1, w_t.width + (0 if w_t.signed else 1) + x_t.width + 2)
     check_shift(node, acc_w, rq)
-    return Unit(node.name, "mvau", [s], [], {
-        "K": k, "C": c, "rows": rows, "kron": kron, "weights": w,
-        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias,
-        "requant": rq}), cur, out_t
+    return {"weights": w, "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w,
+            "bias": bias, "requant": rq}, out_t
 
 
 def _kron_factor(w: np.ndarray) -> int:
@@ -466,15 +471,11 @@ def _kind_params(kind: str, inputs: list[str], ch: int, grid: tuple[int, ...]) -
 
 
 def _ints_attr(node, name: str) -> list[int]:
-    from qpde.qgraph import _attr
-
-    return [int(v) for v in (_attr(node, name) or [])]
+    return [int(v) for v in (attr(node, name) or [])]
 
 
 def _int_attr(node, name: str) -> int | None:
-    from qpde.qgraph import _attr
-
-    v = _attr(node, name)
+    v = attr(node, name)
     return None if v is None else int(v)
 
 
@@ -510,23 +511,6 @@ def _conv(graph, node, s, ch, grid, streams, units, tail, out_spec, check_shift,
         bias, b_t = _codes(graph, graph.conv_bias(node))
         bias = bias.reshape(-1)
     cur, relu, quant = tail(cur, chain)
-    prod_exp = x_t.exp + w_t.exp
-    acc_exp = prod_exp  # the bias floor rule of _mvau
-    if bias is not None and b_t.exp < prod_exp:
-        floorable = quant is not None and graph.quant_params(quant, constant=False).exp >= prod_exp
-        if not floorable:
-            acc_exp = b_t.exp
-    pshift = prod_exp - acc_exp
-    if bias is not None:
-        d = b_t.exp - acc_exp
-        bias = np.array([b << d if d >= 0 else b >> -d for b in bias], dtype=object)
-    out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
-    col_abs = np.abs(w).sum(axis=0)
-    bound = max((int(col_abs[j]) * x_t.max_abs << pshift) + (abs(int(bias[j])) if bias is not None else 0)
-                for j in range(c_out))
-    acc_w = max(bound.bit_length() + 1, w_t.width + (0 if w_t.signed else 1) + x_t.width + 2)
-    check_shift(node, acc_w, rq)
-    emit(Unit(node.name, "mvau", [s], [], {
-        "K": taps * c_in, "C": c_out, "rows": pts, "kron": 1, "weights": w,
-        "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w, "bias": bias,
-        "requant": rq}), cur, out_t, chain)
+    acc, out_t = _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift)
+    emit(Unit(node.name, "mvau", [s], [], {"K": taps * c_in, "C": c_out, "rows": pts, "kron": 1, **acc}),
+         cur, out_t, chain)
