@@ -3,7 +3,10 @@ Yosys' xilinx/cells_sim.v declares them with timing only, so a simulated netlist
 
 Covers what the folded units' memories map to and nothing else: true dual port (RAM_MODE "TDP"),
 port widths 1, 2, 4, 9, 18 (and 36 on RAMB36E1), unregistered outputs (DOx_REG 0), READ_FIRST,
-WRITE_FIRST and NO_CHANGE, byte write enables, INIT_xx/INITP_xx contents, INIT_x/SRVAL_x. A netlist
+WRITE_FIRST and NO_CHANGE, byte write enables, INIT_xx/INITP_xx contents, INIT_x/SRVAL_x; and the
+read-only simple dual port of a wide ROM (RAM_MODE "SDP", READ_WIDTH_A 72 on RAMB36E1 / 36 on
+RAMB18E1, no write port: port A's address, clock and enable; DOADO/DOPADOP the low half of the word,
+DOBDO/DOPBDOP the high half). A netlist
 using anything else is not simulated (`supported`), so no verdict rests on a guess (UG473 is the
 reference for the behaviour).
 """
@@ -15,6 +18,7 @@ import re
 # cell → (data bits, parity bits, address bits, write-enable bits per port, widths supported)
 CELLS = {"RAMB18E1": (16384, 2048, 14, (2, 4), (0, 1, 2, 4, 9, 18)),
          "RAMB36E1": (32768, 4096, 15, (4, 8), (0, 1, 2, 4, 9, 18, 36))}
+SDP_READ_WIDTH = {"RAMB18E1": 36, "RAMB36E1": 72}  # both data buses: a word of twice the TDP width
 
 
 def supported(netlist: str) -> bool:
@@ -22,13 +26,19 @@ def supported(netlist: str) -> bool:
     for cell, (_, _, _, _, widths) in CELLS.items():
         for params in re.findall(rf"^\s+{cell} #\((.*?)\n\s+\) ", netlist, re.M | re.S):
             values = dict(re.findall(r"\.(\w+)\(([^)]*)\)", params))
-            if values.get("RAM_MODE", '"TDP"') != '"TDP"':
+            width = {k: int(re.sub(r".*'s?d", "", values.get(k, "0")))
+                     for k in ("READ_WIDTH_A", "READ_WIDTH_B", "WRITE_WIDTH_A", "WRITE_WIDTH_B")}
+            mode = values.get("RAM_MODE", '"TDP"')
+            if mode == '"SDP"':  # only a read-only wide ROM
+                if width != {"READ_WIDTH_A": SDP_READ_WIDTH[cell], "READ_WIDTH_B": 0, "WRITE_WIDTH_A": 0,
+                             "WRITE_WIDTH_B": 0}:
+                    return False
+            elif mode != '"TDP"' or any(w not in widths for w in width.values()):
+                return False
+            if any(values.get(k, '"NONE"') != '"NONE"' for k in ("RAM_EXTENSION_A", "RAM_EXTENSION_B")):
                 return False
             for key in ("DOA_REG", "DOB_REG"):
                 if int(re.sub(r".*'s?[dh]", "", values.get(key, "0")) or 0) != 0:
-                    return False
-            for key in ("READ_WIDTH_A", "READ_WIDTH_B", "WRITE_WIDTH_A", "WRITE_WIDTH_B"):
-                if int(re.sub(r".*'s?d", "", values.get(key, "0"))) not in widths:
                     return False
             if any(k.startswith("IS_") and not re.fullmatch(r"1'h0|1'b0|0", v) for k, v in values.items()):
                 return False
@@ -56,7 +66,7 @@ def _port(p: str, abits: int, dbus: int, pbus: int) -> str:
         wp_{p} = WRITE_WIDTH_{p} >= 9 ? WRITE_WIDTH_{p} / 9 : 0;
         rd_{p} = {rw};
         rp_{p} = READ_WIDTH_{p} >= 9 ? READ_WIDTH_{p} / 9 : 0;
-        if (READ_WIDTH_{p} != 0 && !(WRITE_MODE_{p} == "NO_CHANGE" && |{we})) begin
+        if (RAM_MODE == "TDP" && READ_WIDTH_{p} != 0 && !(WRITE_MODE_{p} == "NO_CHANGE" && |{we})) begin
             for (i_{p} = 0; i_{p} < 32; i_{p} = i_{p} + 1)
                 do_{p}[i_{p}] <= i_{p} < rd_{p} ? data[{addr}[{abits - 1}:0] / rd_{p} * rd_{p} + i_{p}] : 1'b0;
             for (i_{p} = 0; i_{p} < 4; i_{p} = i_{p} + 1)
@@ -116,6 +126,8 @@ def bram_models() -> str:
     parameter [71:0] SRVAL_A = 72'h0;
     parameter [71:0] SRVAL_B = 72'h0;
     parameter RAM_MODE = "TDP";
+    parameter RAM_EXTENSION_A = "NONE";  // cascades are not modelled (`supported`)
+    parameter RAM_EXTENSION_B = "NONE";
     parameter integer READ_WIDTH_A = 0;
     parameter integer READ_WIDTH_B = 0;
     parameter integer WRITE_WIDTH_A = 0;
@@ -132,10 +144,24 @@ def bram_models() -> str:
 {loadp}
     end
 {ports}
-    assign DOADO = do_A[{dbus - 1}:0];
-    assign DOPADOP = dop_A[{pbus - 1}:0];
-    assign DOBDO = do_B[{dbus - 1}:0];
-    assign DOPBDOP = dop_B[{pbus - 1}:0];
+    // ---- simple dual port, read only: one word of both buses' width on port A's address ----
+    reg [{2 * dbus - 1}:0] sdp_do = {{INIT_B[{dbus - 1}:0], INIT_A[{dbus - 1}:0]}};
+    reg [{2 * pbus - 1}:0] sdp_dop = {{INIT_B[{dbus + pbus - 1}:{dbus}], INIT_A[{dbus + pbus - 1}:{dbus}]}};
+    integer i_s;
+    always @(posedge CLKARDCLK) if (RAM_MODE == "SDP" && ENARDEN) begin
+        for (i_s = 0; i_s < {2 * dbus}; i_s = i_s + 1)
+            sdp_do[i_s] <= data[ADDRARDADDR[{abits - 1}:0] / {2 * dbus} * {2 * dbus} + i_s];
+        for (i_s = 0; i_s < {2 * pbus}; i_s = i_s + 1)
+            sdp_dop[i_s] <= parity[ADDRARDADDR[{abits - 1}:0] / {2 * dbus} * {2 * pbus} + i_s];
+        if (RSTRAMARSTRAM) begin
+            sdp_do <= {{SRVAL_B[{dbus - 1}:0], SRVAL_A[{dbus - 1}:0]}};
+            sdp_dop <= {{SRVAL_B[{dbus + pbus - 1}:{dbus}], SRVAL_A[{dbus + pbus - 1}:{dbus}]}};
+        end
+    end
+    assign DOADO = RAM_MODE == "SDP" ? sdp_do[{dbus - 1}:0] : do_A[{dbus - 1}:0];
+    assign DOPADOP = RAM_MODE == "SDP" ? sdp_dop[{pbus - 1}:0] : dop_A[{pbus - 1}:0];
+    assign DOBDO = RAM_MODE == "SDP" ? sdp_do[{2 * dbus - 1}:{dbus}] : do_B[{dbus - 1}:0];
+    assign DOPBDOP = RAM_MODE == "SDP" ? sdp_dop[{2 * pbus - 1}:{pbus}] : dop_B[{pbus - 1}:0];
 endmodule
 """)
     return "\n".join(out)
