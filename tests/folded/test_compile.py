@@ -184,6 +184,10 @@ def test_yosys_counts_of_a_netlist_that_differs_from_the_golden_are_withheld(fno
     (bad,) = flow.run_folded(graph, tmp_path / "b", np.zeros((3, 16)), cfg)
     assert bad["lut"] is None and bad["ff"] is None and bad["dsp"] is None and bad["postsynth_mismatches"] == 2
     assert "differs from the golden on 2/3" in bad["note"] and "withheld" in bad["note"]
+    post.update(samples=0, mismatching_samples=None, agrees=None, unmodelled_cells=["RAMB36E1"])
+    (unchecked,) = flow.run_folded(graph, tmp_path / "c", np.zeros((3, 16)), cfg)  # no model: unproven
+    assert unchecked["lut"] is None and unchecked["bram"] is None and "no simulation model of RAMB36E1" in \
+        unchecked["note"] and "withheld" in unchecked["note"] and unchecked["rtlsim_mismatches"] == 0
 
 
 def test_default_fno_goes_below_width_times_resolution(tmp_path):

@@ -46,6 +46,9 @@ def foldings(graph: QGraph, cfg: FoldedConfig) -> list[tuple[float, Folding]]:
     return chosen
 
 
+WITHHELD = ("lut", "ff", "dsp", "bram", "uram", "carry", "lutram", "inv")  # Yosys counts of an unproven netlist
+
+
 def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -> list[dict]:
     """One joined-table row per distinct folding (see the module doc)."""
     from qpde.backends.rtl.synth import pnr_ecp5
@@ -74,18 +77,18 @@ def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -
                  f"Verilator; Yosys' {cfg.xilinx_family} netlist",
         )
         if post["agrees"] is None:
-            # Yosys ships no behavioural model of these cells (block RAMs): the netlist cannot be
-            # simulated faithfully. The counts stay, marked unchecked (docs/folded.md).
-            row["note"] += (f" not simulated: Yosys has no simulation model of {', '.join(post['unmodelled_cells'])} "
-                            "(counts unchecked)")
-            if cfg.pnr:
-                _place(design, folder, cfg, row, pnr_ecp5)
+            # No behavioural model of these cells (a block-RAM configuration bram_model.py does not
+            # cover): the netlist cannot be shown to be the design, so its counts are not reported.
+            row.update({k: None for k in WITHHELD})
+            row["note"] += (f" not simulated: no simulation model of {', '.join(post['unmodelled_cells'])}, so its "
+                            "counts are unproven: withheld, not placed (docs/folded.md)")
+            log.warning("folded %s: Yosys' netlist could not be simulated; counts withheld", folder.name)
         elif post["agrees"]:
             row["note"] += f", simulated with Yosys' cell models on {post['samples']} fields, equals the golden"
             if cfg.pnr:
                 _place(design, folder, cfg, row, pnr_ecp5)
         else:
-            row.update({k: None for k in ("lut", "ff", "dsp", "bram", "carry", "lutram", "inv")})
+            row.update({k: None for k in WITHHELD})
             row["note"] += (f", simulated with Yosys' cell models, differs from the golden on "
                             f"{post['mismatching_samples']}/{post['samples']} fields (latency "
                             f"{post['latency_cycles']} vs {post['rtl_latency_cycles']} cycles in RTL), so its counts "
