@@ -24,6 +24,7 @@ from qpde.backends.folded.codegen import MEM_DIR, testbench_cpp, write_project
 from qpde.backends.folded.compile import elaborate
 from qpde.backends.folded.fold import cycle_model, validate
 from qpde.backends.folded.graph import build_dataflow
+from qpde.backends.tools import run_tool
 from qpde.errors import GraphError, ToolError
 from qpde.qgraph import FixedType, QGraph
 
@@ -134,18 +135,12 @@ def _binary(design: FoldedDesign) -> Path:
     cmd = [str(verilator_bin() / "verilator"), "--cc", "--exe", "--build", "-O1", *warnings, "-Wno-fatal",
            "--top-module", design.name, "-j", "1", "-MAKEFLAGS", opt, "--Mdir", "obj_dir", "tb.cpp", *sources]
     log = sim / "verilator.log"
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=sim, env=verilator_env(), capture_output=True, text=True,
-                              timeout=VERILATOR_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise ToolError(f"verilator: build timed out after {VERILATOR_TIMEOUT_S} s in {sim}") from exc
-    log.write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
-    if proc.returncode != 0 or not exe.is_file():
-        raise ToolError(f"verilator: testbench build failed (exit {proc.returncode}); log: {log}\n"
-                        + "\n".join((proc.stdout + proc.stderr).splitlines()[-25:]))
+    seconds = run_tool(cmd, sim, log, VERILATOR_TIMEOUT_S, "verilator", "the testbench build failed: see the log",
+                       env=verilator_env())
+    if not exe.is_file():
+        raise ToolError(f"verilator: no simulator {exe} after the build; log: {log}")
     stamp.write_text(key)
-    design.times_s["verilator_build"] = round(time.perf_counter() - start, 2)
+    design.times_s["verilator_build"] = round(seconds, 2)
     return exe
 
 
@@ -174,10 +169,8 @@ def simulate_codes(design: FoldedDesign, codes: np.ndarray, *, gap_percent: int 
     (sim / "in.txt").write_text("\n".join(map(str, (codes & ((1 << w_in) - 1)).ravel())) + "\n")
     cmd = [str(exe), str(sim / "in.txt"), str(sim / "out.txt"), str(sim / "stats.txt"), str(n), str(seed),
            str(gap_percent), str(stall_percent)]
-    proc = subprocess.run(cmd, cwd=Path(design.out_dir) / MEM_DIR, capture_output=True, text=True,
-                          timeout=SIM_TIMEOUT_S)
-    if proc.returncode != 0:
-        raise ToolError(f"folded simulation failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    run_tool(cmd, Path(design.out_dir) / MEM_DIR, sim / "run.log", SIM_TIMEOUT_S, "folded simulation",
+             "a deadlock or a $stop in the design: see the log")
     raw = np.loadtxt(sim / "out.txt", dtype=np.uint64, ndmin=1).astype(np.int64)
     if design.output_type.signed:
         raw = np.where(raw >= 1 << (w_out - 1), raw - (1 << w_out), raw)
