@@ -8,10 +8,10 @@ values; round-half-up activations and a 16-bit state as paper-burgers.toml):
 - paper: Burgers FNO1d r256, width 20, 12 modes, 4 Fourier layers, projection 128 (paper-burgers.toml);
 - fno2d64: FNO2d on a 64×64 grid (Darcy-like), quick-2d.toml's FNO: width 4, 4 modes per axis, 2 layers,
   projection 8 (at 8 modes the dense spectral mix alone is 1920×1920 weights per layer).
-Per target II: the optimizer's folding → build → Verilator on `--fields` inputs (qpde.backends.rtl.s edge
-and random inputs) with 30 % gaps/stalls and without, bit-exact with the golden (MismatchError
-otherwise) → Yosys xc7 counts (withheld when the netlist cannot hold the buffered bits, as
-qpde.backends.folded.flow) → synth_ecp5 + nextpnr-ecp5 (LFE5U-85F) unless --no-pnr. One JSON row per
+Per target II: the optimizer's folding → build → Verilator on `--fields` inputs (edge
+and random inputs, qpde.backends.rtl.default_check_inputs) with 30 % gaps/stalls and without, bit-exact with the golden (MismatchError
+otherwise) → Yosys xc7 counts, reported only when Yosys' netlist, simulated with its cell models on
+the same inputs, equals the golden (netlist_verdict, as qpde.backends.folded.flow) → synth_ecp5 + nextpnr-ecp5 (LFE5U-85F) unless --no-pnr. One JSON row per
 design in OUT/<model>_<scenario>_ii<II>/row.json, with the wall time of every step; a design
 already verified there is not built again (a later run with synthesis resumes from it).
 """
@@ -55,8 +55,8 @@ def export(model: str, scenario: str, out: Path) -> Path:
 def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeout_s: float,
               pnr_timeout_s: float, synth: bool = True) -> dict:
     from qpde.backends.folded import build_folded, folded_verdict
-    from qpde.backends.folded.flow import buffered_bits, folding_label, netlist_bits
-    from qpde.backends.folded.synth import synth_folded
+    from qpde.backends.folded.flow import folding_label
+    from qpde.backends.folded.synth import netlist_verdict, synth_folded
     from qpde.errors import MismatchError
     from qpde.backends.rtl import default_check_inputs
 
@@ -76,22 +76,28 @@ def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeou
         verdict = folded_verdict(graph, design, x)
         times["verilator"] = time.perf_counter() - t  # build + two runs
         row = {"folding": folding_label(folding), "predicted_ii": design.predicted_ii,
-               "measured_ii": verdict["ii_cycles"], "latency": verdict["latency_cycles"],
-               "fields": verdict["samples"], "mismatches": verdict["mismatching_samples"], "units": design.units,
+               "measured_ii": verdict.details["ii_cycles"], "latency": verdict.details["latency_cycles"],
+               "fields": verdict.samples, "mismatches": verdict.mismatching_samples, "units": design.units,
                "times_s": times, "verilator_build_s": design.times_s.get("verilator_build")}
         done.write_text(json.dumps(row, indent=2))
-        if verdict["mismatching_samples"]:
-            raise MismatchError(f"{folder.name}: {verdict['mismatching_samples']}/{verdict['samples']} fields differ")
+        verdict.save(folder / "verdict.json")
+        if not verdict.exact:
+            raise MismatchError(f"{folder.name}: {verdict.mismatching_samples}/{verdict.samples} fields differ")
     if not synth:
         return row
     t = time.perf_counter()
     xc7 = synth_folded(design, folder / "synth_xc7", timeout_s=synth_timeout_s)
     times["yosys_xc7"] = time.perf_counter() - t
-    needed, held = buffered_bits(graph, design), netlist_bits(xc7["cells"])
-    row.update({k: xc7.get(k) for k in ("lut", "ff", "carry", "dsp", "bram", "lutram")},
-               buffered_bits=needed, netlist_bits=held, counts_trusted=held >= needed)
+    t = time.perf_counter()
+    x = default_check_inputs(graph, n_random=fields, seed=0)[:fields]
+    post = netlist_verdict(graph, design, folder / "synth_xc7", x)
+    times["postsynth"] = time.perf_counter() - t
+    trusted = bool(post.details["agrees"])  # counts only of a netlist simulated equal to the golden
+    row.update({k: xc7.get(k) if trusted else None for k in ("lut", "ff", "carry", "dsp", "bram", "lutram")},
+               postsynth_samples=post.samples, postsynth_mismatches=post.mismatching_samples,
+               unmodelled_cells=post.details.get("unmodelled_cells"), counts_trusted=trusted)
     (folder / "row.json").write_text(json.dumps(row, indent=2))
-    if pnr and held >= needed:
+    if pnr and trusted:
         from qpde.backends.rtl.synth import pnr_ecp5
 
         t = time.perf_counter()

@@ -9,6 +9,7 @@ from qpde.backends.hls4ml import build_project, layer_list
 from qpde.qgraph import QGraph
 from qpde.backends.hls4ml.csim import csim_outputs
 from qpde.backends.verdict import compare
+from qpde.errors import MismatchError
 from tests.conftest import edge_inputs
 
 
@@ -43,3 +44,11 @@ def test_compare_reports_first_mismatch():
     verdict = compare("x", ref, act)
     assert (verdict.mismatching_samples, verdict.first_mismatch_index, verdict.mismatching_values) == (1, 2, 1)
     assert not verdict.exact
+
+
+def test_a_verdict_of_no_samples_proves_nothing():
+    """An empty comparison must not pass the gates that let a design be synthesized or reported."""
+    verdict = compare("x", np.zeros((0, 3)), np.zeros((0, 3)))
+    assert verdict.samples == 0 and not verdict.exact
+    with pytest.raises(MismatchError, match="compared no samples"):
+        verdict.require_exact()

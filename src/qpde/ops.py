@@ -5,7 +5,7 @@ Each `Op` declares
 - `type_rule(graph, node, ins) -> FixedType`: the exact output type from the input types (interval
   analysis; QGraph uses it to prove float64 evaluation exact and to set hls4ml precisions);
 - `golden(graph, node, args, batch) -> ndarray`: exact float64 execution (qpde.golden);
-- `hls4ml`, `rtl`: where the backends map it ("module:function", imported on first use), or None
+- `hls4ml`, `rtl`, `folded`: where the backends map it ("module:function", imported on first use), or None
   when that backend cannot implement it (the backend then refuses the node by name).
 
 Adding an op: one `Op(...)` below (plus its backend handlers where they live: an hls4ml layer in
@@ -30,7 +30,7 @@ from qpde.errors import GraphError
 from qpde.registry import Registry, resolve
 
 SPATIAL_AXES = {3: ("width",), 4: ("height", "width")}  # tensor rank → names of its spatial axes
-BACKENDS_WITH_HANDLERS = ("hls4ml", "rtl")
+BACKENDS_WITH_HANDLERS = ("hls4ml", "rtl", "folded")
 
 
 def attr(node, name, default=None):
@@ -51,6 +51,7 @@ class Op:
     check: Callable | None = None  # (graph, node) -> None, GraphError when not admitted
     hls4ml: str | None = None  # "module:function" of the hls4ml layer handler
     rtl: str | None = None  # "module:function" of the da4ml trace handler
+    folded: str | None = None  # "module:function" of the folded stream-unit handler
 
     def handler(self, backend: str) -> Callable | None:
         """The backend's handler function, or None when that backend has no mapping for the op."""
@@ -279,32 +280,38 @@ register = OPS.register
 
 _HLS = "qpde.backends.hls4ml.convert"
 _RTL = "qpde.backends.rtl.trace"
+_FOLD = "qpde.backends.folded.graph"
 
-register(Op("Quant", "quant", _quant_type, _quant_golden, _quant_check, f"{_HLS}:layer_quant", f"{_RTL}:trace_quant"))
+register(Op("Quant", "quant", _quant_type, _quant_golden, _quant_check, f"{_HLS}:layer_quant", f"{_RTL}:trace_quant",
+            folded=f"{_FOLD}:fold_map"))
 register(Op("MatMul", "compute", _matmul_type, _matmul_golden, _matmul_check, f"{_HLS}:layer_matmul",
-            f"{_RTL}:trace_matmul"))
-register(Op("Add", "compute", _add_type, lambda g, n, a, b: a[0] + a[1], None, f"{_HLS}:layer_add", f"{_RTL}:trace_add"))
+            f"{_RTL}:trace_matmul", folded=f"{_FOLD}:fold_matmul"))
+register(Op("Add", "compute", _add_type, lambda g, n, a, b: a[0] + a[1], None, f"{_HLS}:layer_add", f"{_RTL}:trace_add",
+            folded=f"{_FOLD}:fold_add"))
 register(Op("Mul", "compute", _mul_type, lambda g, n, a, b: a[0] * a[1], lambda g, n: g.mul_shift(n),
             None, f"{_RTL}:trace_mul"))  # hls4ml: folded into the MatMul (activation × activation) before it
 register(Op("Relu", "compute", lambda g, n, ins: ins[0].relu(), lambda g, n, a, b: np.maximum(a[0], 0.0), None,
-            f"{_HLS}:layer_relu", f"{_RTL}:trace_relu"))
-register(Op("Conv", "spatial", _conv_type, _conv_golden, _conv_check, f"{_HLS}:layer_conv", f"{_RTL}:trace_conv"))
+            f"{_HLS}:layer_relu", f"{_RTL}:trace_relu", folded=f"{_FOLD}:fold_map"))
+register(Op("Conv", "spatial", _conv_type, _conv_golden, _conv_check, f"{_HLS}:layer_conv", f"{_RTL}:trace_conv",
+            folded=f"{_FOLD}:fold_spatial"))
 register(Op("MaxPool", "spatial", _same_type, _maxpool_golden, _maxpool_check, f"{_HLS}:layer_maxpool",
-            f"{_RTL}:trace_maxpool"))
+            f"{_RTL}:trace_maxpool", folded=f"{_FOLD}:fold_spatial"))
 register(Op("Resize", "spatial", _same_type, _resize_golden, _resize_check, f"{_HLS}:layer_resize",
-            f"{_RTL}:trace_resize"))
+            f"{_RTL}:trace_resize", folded=f"{_FOLD}:fold_spatial"))
 register(Op("Concat", "spatial", _concat_type, lambda g, n, a, b: np.concatenate(a, axis=int(attr(n, "axis"))),
-            _concat_check, f"{_HLS}:layer_concat", f"{_RTL}:trace_concat"))
-register(Op("Reshape", "shape", _same_type, _reshape, None, f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape"))
+            _concat_check, f"{_HLS}:layer_concat", f"{_RTL}:trace_concat", folded=f"{_FOLD}:fold_spatial"))
+register(Op("Reshape", "shape", _same_type, _reshape, None, f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape",
+            folded=f"{_FOLD}:fold_shape"))
 register(Op("Transpose", "shape", _same_type, lambda g, n, a, b: np.transpose(a[0], attr(n, "perm")), None,
-            f"{_HLS}:layer_transpose", f"{_RTL}:trace_shape"))
+            f"{_HLS}:layer_transpose", f"{_RTL}:trace_shape", folded=f"{_FOLD}:fold_transpose"))
 register(Op("Squeeze", "shape", _same_type, lambda g, n, a, b: np.squeeze(a[0], axis=tuple(_axes(g, n))), None,
-            f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape"))
+            f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape", folded=f"{_FOLD}:fold_shape"))
 register(Op("Unsqueeze", "shape", _same_type, lambda g, n, a, b: np.expand_dims(a[0], axis=tuple(_axes(g, n))),
-            None, f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape"))
-register(Op("Flatten", "shape", _same_type, _flatten, None, f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape"))
+            None, f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape", folded=f"{_FOLD}:fold_shape"))
+register(Op("Flatten", "shape", _same_type, _flatten, None, f"{_HLS}:layer_reshape", f"{_RTL}:trace_shape",
+            folded=f"{_FOLD}:fold_shape"))
 register(Op("Identity", "shape", _same_type, lambda g, n, a, b: a[0], None, f"{_HLS}:layer_reshape",
-            f"{_RTL}:trace_shape"))
+            f"{_RTL}:trace_shape", folded=f"{_FOLD}:fold_shape"))
 
 SHAPE_OPS = tuple(name for name, op in OPS.items() if op.kind == "shape")
 SPATIAL_OPS = tuple(name for name, op in OPS.items() if op.kind == "spatial")

@@ -12,6 +12,7 @@ from qpde import golden
 from qpde.backends.folded import build_dataflow, cycle_model, elaborate, optimize, validate
 from qpde.backends.folded import model as int_model
 from qpde.backends.folded.fold import Folding
+from qpde.backends.verdict import Verdict
 from qpde.errors import ConfigError, GraphError
 from qpde.qgraph import QGraph
 from tests.conftest import edge_inputs
@@ -170,21 +171,22 @@ def test_yosys_counts_of_a_netlist_that_differs_from_the_golden_are_withheld(fno
     from qpde.config import FoldedConfig
 
     graph = QGraph(fno_l1_qonnx("w4a4"))
-    verdict = {"samples": 3, "mismatching_samples": 0, "first_mismatch": None, "latency_cycles": 9, "ii_cycles": 64.0}
+    verdict = Verdict("folded-verilator", 3, 0, 0, None, 0.0, {"latency_cycles": 9, "ii_cycles": 64.0})
     monkeypatch.setattr(flow, "folded_verdict", lambda *args, **kw: verdict)
     monkeypatch.setattr(flow, "synth_folded", lambda design, out_dir, target="xc7": {
         "tool": "yosys", "target": "xilinx-xc7", "lut": 1234, "ff": 5, "dsp": 0, "bram": 0, "carry": 1, "cells": {}})
-    post = {"samples": 3, "mismatching_samples": 0, "latency_cycles": 9, "rtl_latency_cycles": 9, "seconds": 1.0,
-            "agrees": True}
-    monkeypatch.setattr(flow, "netlist_verdict", lambda *args, **kw: dict(post))
+    post = Verdict("folded-netlist", 3, 0, 0, None, 0.0,
+                   {"latency_cycles": 9, "rtl_latency_cycles": 9, "seconds": 1.0, "agrees": True})
+    monkeypatch.setattr(flow, "netlist_verdict", lambda *args, **kw: post)
     cfg = FoldedConfig(target_fps=(1e6,), pnr=False)
     (good,) = flow.run_folded(graph, tmp_path / "a", np.zeros((3, 16)), cfg)
     assert good["lut"] == 1234 and good["postsynth_mismatches"] == 0 and "equals the golden" in good["note"]
-    post.update(mismatching_samples=2, agrees=False)
+    post.mismatching_samples, post.first_mismatch_index, post.details["agrees"] = 2, 0, False
     (bad,) = flow.run_folded(graph, tmp_path / "b", np.zeros((3, 16)), cfg)
     assert bad["lut"] is None and bad["ff"] is None and bad["dsp"] is None and bad["postsynth_mismatches"] == 2
     assert "differs from the golden on 2/3" in bad["note"] and "withheld" in bad["note"]
-    post.update(samples=0, mismatching_samples=None, agrees=None, unmodelled_cells=["RAMB36E1"])
+    post.samples, post.mismatching_samples = 0, 0
+    post.details.update(agrees=None, unmodelled_cells=["RAMB36E1"])
     (unchecked,) = flow.run_folded(graph, tmp_path / "c", np.zeros((3, 16)), cfg)  # no model: unproven
     assert unchecked["lut"] is None and unchecked["bram"] is None and "no simulation model of RAMB36E1" in \
         unchecked["note"] and "withheld" in unchecked["note"] and unchecked["rtlsim_mismatches"] == 0

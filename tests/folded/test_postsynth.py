@@ -26,15 +26,15 @@ def test_xc7_netlist_of_tiny_fno_equals_golden(fno_l1_qonnx, tmp_path, scenario)
     graph = QGraph(fno_l1_qonnx(scenario))
     design = build_folded(graph, tmp_path, FOLDED)
     x = edge_inputs(graph)
-    assert folded_verdict(graph, design, x)["mismatching_samples"] == 0
+    assert folded_verdict(graph, design, x).exact
     counts = synth_folded(design, tmp_path / "xc7")
     post = netlist_verdict(graph, design, tmp_path / "xc7", x)
-    assert post["agrees"] and post["samples"] == 8 and post["latency_cycles"] == design.latency_cycles, post
+    assert post.details["agrees"] and post.samples == 8 and post.details["latency_cycles"] == design.latency_cycles, post
     if scenario == "w8a8":
         # one DSP48 per 8-bit product (Σ PE·SIMD of FOLDED), and its 144×16 FIFO is a RAMB18E1 (the
         # behavioural model of qpde.backends.folded.bram_model, Yosys' own has none)
         assert counts["dsp"] == sum(p.get("pe", 1) * p.get("simd", 1) for k, p in FOLDED.items() if "MatMul" in k)
-        assert counts["cells"].get("RAMB18E1") == 1 and post["models"][-1].endswith("bram_sim.v"), (counts, post)
+        assert counts["cells"].get("RAMB18E1") == 1 and post.details["models"][-1].endswith("bram_sim.v"), (counts, post)
 
 
 def test_a_netlist_with_one_flipped_lut_bit_is_caught_and_its_counts_withheld(folded_graphs, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 
 from qpde import golden
 from qpde.backends.folded import build_folded, folded_verdict, lint
+from qpde.backends.verdict import Verdict
 from qpde.qgraph import QGraph
 from tests.conftest import edge_inputs
 from tests.folded.conftest import random_inputs
@@ -23,10 +24,10 @@ from tests.folded.test_compile import FOLDED
 pytestmark = pytest.mark.slow
 
 
-def check(graph: QGraph, design, x, *, seed: int = 0) -> dict:
+def check(graph: QGraph, design, x, *, seed: int = 0) -> Verdict:
     verdict = folded_verdict(graph, design, x, seed=seed)
-    assert verdict["samples"] == len(x) and verdict["mismatching_samples"] == 0, verdict
-    assert abs(verdict["ii_cycles"] - design.predicted_ii) <= 0.01 * design.predicted_ii, verdict
+    assert verdict.samples == len(x) and verdict.exact, verdict
+    assert abs(verdict.details["ii_cycles"] - design.predicted_ii) <= 0.01 * design.predicted_ii, verdict
     assert lint(design).count("%Warning") == 0, lint(design)
     return verdict
 

@@ -247,7 +247,7 @@ def test_tiny_unet_end_to_end(unet_qonnx, tmp_path, scenario, target_ii):
     design = build_folded(graph, tmp_path, folding)
     verdict = _check(graph, design, edge_inputs(graph)[:40], seed=19)
     assert design.ii_cycles == design.predicted_ii == (target_ii or 3072)
-    assert 0 < verdict["latency_cycles"] < 4 * design.predicted_ii + 1000
+    assert 0 < verdict.details["latency_cycles"] < 4 * design.predicted_ii + 1000
 
 
 @pytest.mark.slow
@@ -261,4 +261,4 @@ def test_tiny_unet2d_end_to_end(unet2d_qonnx, tmp_path, scenario, target_ii):
     verdict = _check(graph, design, edge_inputs(graph)[:24], seed=23)
     assert design.ii_cycles == design.predicted_ii == (target_ii or max(cycle_model(elaborate(df, {})).values()))
     # a deep 2-D pipeline: each window waits for PAD rows of its input (3812 cycles measured at II 576)
-    assert 0 < verdict["latency_cycles"] < 8 * design.predicted_ii + 1000
+    assert 0 < verdict.details["latency_cycles"] < 8 * design.predicted_ii + 1000

@@ -85,7 +85,7 @@ def cases() -> list[Case]:
     c.quant("h", "y", -3, 8)
     out.append(c)
 
-    c = Case("matmul_aa", ("MatMul", "Transpose"), (1, 2, 3))  # activation × activation: [1,2,3] @ [1,3,2]
+    c = Case("matmul_aa", ("MatMul", "Transpose"), (1, 2, 3), {"folded": "MatMul"})  # activation × activation: [1,2,3] @ [1,3,2]
     c.quant("x", "xq", -2, 4)
     c.node("Transpose", ["xq"], "xt", perm=[0, 2, 1])
     c.node("MatMul", ["xq", "xt"], "h")
@@ -99,7 +99,7 @@ def cases() -> list[Case]:
     c.quant("hb", "y", -2, 6)
     out.append(c)
 
-    c = Case("add_const", ("Add",), (1, 4))  # a constant Add with no MatMul before it
+    c = Case("add_const", ("Add",), (1, 4), {"folded": "Add"})  # a constant Add with no MatMul before it
     c.quant("x", "xq", -2, 4)
     c.node("Add", ["xq", c.const("half", 2.0**-3)], "h")
     c.quant("h", "y", -2, 5)
@@ -113,13 +113,13 @@ def cases() -> list[Case]:
     c.quant("h", "y", -2, 6)
     out.append(c)
 
-    c = Case("mul", ("Mul",), (1, 4), {"hls4ml": "Mul"})  # by a power of two: moves the binary point
+    c = Case("mul", ("Mul",), (1, 4), {"hls4ml": "Mul", "folded": "Mul"})  # by a power of two: moves the binary point
     c.quant("x", "xq", -2, 4)
     c.node("Mul", ["xq", c.const("k", 0.25)], "h")
     c.quant("h", "y", -3, 4)
     out.append(c)
 
-    c = Case("mul_after_matmul_aa", ("MatMul", "Mul", "Transpose"), (1, 2, 3))  # hls4ml folds this Mul
+    c = Case("mul_after_matmul_aa", ("MatMul", "Mul", "Transpose"), (1, 2, 3), {"folded": "MatMul"})  # hls4ml folds this Mul
     c.quant("x", "xq", -2, 4)
     c.node("Transpose", ["xq"], "xt", perm=[0, 2, 1])
     c.node("MatMul", ["xq", "xt"], "h")

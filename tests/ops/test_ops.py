@@ -1,8 +1,9 @@
 """Per op of the registry (qpde.ops): one tiny QONNX graph each (tests/ops/graphs.py).
 
 - golden == an independent exact rational executor, and every value lies in its exact type;
-- hls4ml C-sim == golden and RTL (da4ml trace, then Verilator) == golden, np.array_equal, for every
-  graph whose ops the backend maps; a graph with an op it does not map is refused naming the node.
+- hls4ml C-sim == golden, RTL (da4ml trace, then Verilator) == golden and the folded backend (its
+  integer model, then Verilator with stalls) == golden, np.array_equal, for every graph whose ops the
+  backend maps; a graph with an op it does not map is refused naming the node.
 """
 
 from __future__ import annotations
@@ -119,3 +120,35 @@ def test_rtl_verilator_equals_golden(name, tmp_path):
     x = edge_inputs(case)
     design = build_rtl(path, tmp_path / "rtl", latency_cutoff=2)
     assert np.array_equal(rtl_simulate(design, x, graph=graph), golden.run(graph, x))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if supported(c, "folded")))
+def test_folded_integer_model_equals_golden(name, tmp_path):
+    """The folded dataflow's integer model (what the stream units compute, Verilator below)."""
+    from qpde.backends.folded import build_dataflow
+    from qpde.backends.folded import model as int_model
+
+    case = CASES[name]
+    graph = load(case, tmp_path)
+    x = edge_inputs(case)
+    assert np.array_equal(int_model.run_values(graph, build_dataflow(graph), x), golden.run(graph, x))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if not supported(c, "folded")))
+def test_folded_refuses_what_it_does_not_map(name, tmp_path):
+    from qpde.backends.folded import build_dataflow
+
+    op = CASES[name].unmapped["folded"]
+    with pytest.raises(GraphError, match=f"\\({op}\\): the folded backend does not map"):
+        build_dataflow(load(CASES[name], tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if supported(c, "folded")))
+def test_folded_verilator_equals_golden(name, tmp_path):
+    from qpde.backends.folded import build_folded, folded_verdict
+
+    case = CASES[name]
+    graph = load(case, tmp_path)
+    verdict = folded_verdict(graph, build_folded(graph, tmp_path / "folded"), edge_inputs(case))
+    assert verdict.exact and verdict.samples == len(edge_inputs(case)), verdict

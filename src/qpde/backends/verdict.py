@@ -32,7 +32,8 @@ class Verdict:
 
     @property
     def exact(self) -> bool:
-        return self.mismatching_samples == 0
+        """Every sample equals the golden; a verdict of no samples proves nothing and is not exact."""
+        return self.samples > 0 and self.mismatching_samples == 0
 
     def to_json(self) -> dict:
         """The JSON form: the fields above, then the details at the same level."""
@@ -60,6 +61,8 @@ class Verdict:
 
     def require_exact(self) -> None:
         """MismatchError when any sample differs from the golden."""
+        if self.samples == 0:
+            raise MismatchError(f"{self.backend} compared no samples: nothing is proven")
         if not self.exact:
             raise MismatchError(f"{self.backend} differs from the golden on {self.mismatching_samples}/"
                                 f"{self.samples} samples (first: sample {self.first_mismatch_index})")
@@ -69,8 +72,8 @@ def compare(backend: str, reference: np.ndarray, actual: np.ndarray, **details) 
     """Exact comparison (np.array_equal semantics per sample) of outputs [n, …] with the golden's."""
     reference = np.asarray(reference)
     actual = np.asarray(actual)
-    reference = reference.reshape(reference.shape[0], -1)
-    actual = actual.reshape(actual.shape[0], -1)
+    reference = reference.reshape(len(reference), int(np.prod(reference.shape[1:])))  # -1 fails for 0 samples
+    actual = actual.reshape(len(actual), int(np.prod(actual.shape[1:])))
     if reference.shape != actual.shape:
         raise ValueError(f"{backend}: output shape {actual.shape} differs from the golden's {reference.shape}")
     differs = reference != actual

@@ -58,40 +58,41 @@ def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -
         folder = Path(out_dir) / f"ii{folding.ii_cycles}"
         design = build_folded(graph, folder, folding.layers)
         verdict = folded_verdict(graph, design, x)
-        if verdict["mismatching_samples"]:
+        verdict.save(folder / "verdict.json")
+        if not verdict.exact:
             raise MismatchError(
-                f"folded design {folder.name}: Verilator differs from the golden on {verdict['mismatching_samples']}/"
-                f"{verdict['samples']} samples (first: sample {verdict['first_mismatch']}); not synthesized")
+                f"folded design {folder.name}: Verilator differs from the golden on {verdict.mismatching_samples}/"
+                f"{verdict.samples} samples (first: sample {verdict.first_mismatch_index}); not synthesized")
         met = "met" if folding.target_met else f"not met ({folding.note})"
         synth_dir = folder / f"synth_{cfg.xilinx_family}"
         row = synth_folded(design, synth_dir, target=cfg.xilinx_family)
         post = netlist_verdict(graph, design, synth_dir, x, target=cfg.xilinx_family)
         row = {k: v for k, v in row.items() if k not in ("cells", "tool_version_full")}
         row.update(
-            folding=folding_label(folding), rtlsim_samples=verdict["samples"],
-            rtlsim_mismatches=verdict["mismatching_samples"], latency_cycles=verdict["latency_cycles"],
-            ii_cycles=round(verdict["ii_cycles"]), design=folder.name, target_fps=target,
-            postsynth_samples=post["samples"], postsynth_mismatches=post["mismatching_samples"],
-            postsynth_seconds=post["seconds"],
+            folding=folding_label(folding), rtlsim_samples=verdict.samples,
+            rtlsim_mismatches=verdict.mismatching_samples, latency_cycles=verdict.details["latency_cycles"],
+            ii_cycles=round(verdict.details["ii_cycles"]), design=folder.name, target_fps=target,
+            postsynth_samples=post.samples, postsynth_mismatches=post.mismatching_samples,
+            postsynth_seconds=post.details["seconds"],
             note=f"target {target:,.0f} fields/s at {cfg.clock_mhz:g} MHz {met}; latency and II measured in "
                  f"Verilator; Yosys' {cfg.xilinx_family} netlist",
         )
-        if post["agrees"] is None:
+        if post.details["agrees"] is None:
             # No behavioural model of these cells (a block-RAM configuration bram_model.py does not
             # cover): the netlist cannot be shown to be the design, so its counts are not reported.
             row.update({k: None for k in WITHHELD})
-            row["note"] += (f" not simulated: no simulation model of {', '.join(post['unmodelled_cells'])}, so its "
+            row["note"] += (f" not simulated: no simulation model of {', '.join(post.details['unmodelled_cells'])}, so its "
                             "counts are unproven: withheld, not placed (docs/folded.md)")
             log.warning("folded %s: Yosys' netlist could not be simulated; counts withheld", folder.name)
-        elif post["agrees"]:
-            row["note"] += f", simulated with Yosys' cell models on {post['samples']} fields, equals the golden"
+        elif post.details["agrees"]:
+            row["note"] += f", simulated with Yosys' cell models on {post.samples} fields, equals the golden"
             if cfg.pnr:
                 _place(design, folder, cfg, row, pnr_ecp5)
         else:
             row.update({k: None for k in WITHHELD})
             row["note"] += (f", simulated with Yosys' cell models, differs from the golden on "
-                            f"{post['mismatching_samples']}/{post['samples']} fields (latency "
-                            f"{post['latency_cycles']} vs {post['rtl_latency_cycles']} cycles in RTL), so its counts "
+                            f"{post.mismatching_samples}/{post.samples} fields (latency "
+                            f"{post.details['latency_cycles']} vs {post.details['rtl_latency_cycles']} cycles in RTL), so its counts "
                             f"are of another circuit: withheld, not placed ({synth_dir / 'postsynth'})")
             log.warning("folded %s: Yosys' netlist differs from the golden; counts withheld", folder.name)
         rows.append(row)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qpde.errors import GraphError
-from qpde.ops import SHAPE_OPS, SPATIAL_OPS, attr
+from qpde.ops import OPS, SHAPE_OPS, attr
 from qpde.qgraph import FixedType, QGraph
 
 BACKEND = "folded"
@@ -118,54 +118,49 @@ def _exponent(value: float) -> int:
     return int(exp) - 53 + ((ints & -ints).bit_length() - 1)
 
 
-def build_dataflow(graph: QGraph) -> Dataflow:
-    """Map a checked QGraph onto logical stream units (see the module docstring)."""
-    nodes = list(graph.nodes)
-    first_quant = next((i for i, n in enumerate(nodes) if n.op_type == "Quant"), None)
-    if first_quant is None:
-        raise GraphError(f"{graph._where()}: no input Quant")
-    for node in nodes[:first_quant]:
-        if node.op_type not in SHAPE_OPS or node.op_type == "Transpose":
-            raise GraphError(f"{_where(graph, node)}: only order-keeping shape ops may precede the input "
-                             f"Quant in the {BACKEND} backend")
-    in_name = nodes[first_quant].output[0]
-    streams: dict[str, Stream] = {}
-    alias: dict[str, str] = {}  # tensor → stream carrying it
+class _Builder:
+    """The state of one build_dataflow walk, shared by the per-op handlers (`fold_*` below, named by
+    qpde.ops.OPS): the streams made so far, which stream carries each tensor, the units in
+    topological order, and the nodes already fused into a unit."""
 
-    inferred = []  # a shape-inferred copy of the model, made on the first tensor without a shape
+    def __init__(self, graph: QGraph, in_name: str):
+        self.graph = graph
+        self.streams: dict[str, Stream] = {}
+        self.alias: dict[str, str] = {}  # tensor → stream carrying it
+        self.units: list[Unit] = []
+        self.fused: set[str] = set()
+        self.layout = _Layout(self.streams, self.units)
+        self._inferred = None  # a shape-inferred copy of the model, made on the first tensor without a shape
+        self.new_stream(in_name, graph.types[in_name])
 
-    def shape(name: str) -> tuple[int, ...]:
-        s = graph.model.get_tensor_shape(name)
+    def shape(self, name: str) -> tuple[int, ...]:
+        s = self.graph.model.get_tensor_shape(name)
         if s is None:
-            if not inferred:
+            if self._inferred is None:
                 from qonnx.transformation.infer_shapes import InferShapes
 
-                inferred.append(graph.model.transform(InferShapes()))
-            s = inferred[0].get_tensor_shape(name)
+                self._inferred = self.graph.model.transform(InferShapes())
+            s = self._inferred.get_tensor_shape(name)
         if s is None:
-            raise GraphError(f"{graph._where()}: tensor {name!r} has no shape; run shape inference first")
+            raise GraphError(f"{self.graph._where()}: tensor {name!r} has no shape; run shape inference first")
         return tuple(int(d) for d in s)
 
-    def numel(name: str) -> int:
-        return int(np.prod(shape(name)[1:], dtype=np.int64))
+    def numel(self, name: str) -> int:
+        return int(np.prod(self.shape(name)[1:], dtype=np.int64))
 
-    def new_stream(tensor: str, t: FixedType) -> str:
-        streams[tensor] = Stream(tensor, t, numel(tensor))
-        alias[tensor] = tensor
+    def new_stream(self, tensor: str, t: FixedType) -> str:
+        self.streams[tensor] = Stream(tensor, t, self.numel(tensor))
+        self.alias[tensor] = tensor
         return tensor
 
-    def src(node, tensor: str) -> str:
-        if tensor not in alias:
-            raise GraphError(f"{_where(graph, node)}: input {tensor!r} is not a stream of the {BACKEND} backend")
-        return layout.c_order(alias[tensor])  # a channels-last stream is transposed back first
+    def src(self, node, tensor: str) -> str:
+        if tensor not in self.alias:
+            raise GraphError(f"{_where(self.graph, node)}: input {tensor!r} is not a stream of the {BACKEND} backend")
+        return self.layout.c_order(self.alias[tensor])  # a channels-last stream is transposed back first
 
-    new_stream(in_name, graph.types[in_name])
-    units: list[Unit] = []
-    fused: set[str] = set()
-    layout = _Layout(streams, units)
-
-    def tail(start_tensor: str, chain: list) -> tuple[str, bool, object]:
+    def tail(self, start_tensor: str, chain: list) -> tuple[str, bool, object]:
         """Follow [Relu] [Quant] single consumers of start_tensor; returns (last tensor, relu, quant)."""
+        graph = self.graph
         cur, relu, quant = start_tensor, False, None
         nxt = graph.single_consumer(cur)
         if nxt is not None and nxt.op_type == "Relu":
@@ -177,98 +172,137 @@ def build_dataflow(graph: QGraph) -> Dataflow:
             chain.append(nxt)
         return cur, relu, quant
 
-    def out_spec(node, cur: str, relu: bool, quant, acc_exp: int) -> tuple[FixedType, Requant]:
-        out_t = graph.types[cur]
+    def out_spec(self, node, cur: str, relu: bool, quant, acc_exp: int) -> tuple[FixedType, Requant]:
+        out_t = self.graph.types[cur]
         if quant is not None:
-            p = graph.quant_params(quant, constant=False)
+            p = self.graph.quant_params(quant, constant=False)
             lo, hi, exp = p.qmin, p.qmax, p.exp
         else:  # no Quant: the exact value at the accumulator's LSB, clipped only by a ReLU
             lo, hi, exp = out_t.lo, out_t.hi, out_t.exp
             if exp != acc_exp:
-                raise GraphError(f"{_where(graph, node)}: unquantized output at 2^{exp}, accumulator at 2^{acc_exp}")
+                raise GraphError(f"{_where(self.graph, node)}: unquantized output at 2^{exp}, accumulator at "
+                                 f"2^{acc_exp}")
         return out_t, Requant.between(acc_exp, exp, max(lo, 0) if relu else lo, hi)
 
-    def check_shift(node, in_bits: int, rq: Requant) -> None:
+    def check_shift(self, node, in_bits: int, rq: Requant) -> None:
         if in_bits + rq.lshift > MAX_SHIFTED_BITS:
-            raise GraphError(f"{_where(graph, node)}: requantization needs {in_bits + rq.lshift} bits, the "
+            raise GraphError(f"{_where(self.graph, node)}: requantization needs {in_bits + rq.lshift} bits, the "
                              f"{BACKEND} backend supports {MAX_SHIFTED_BITS}")
 
-    for node in nodes[first_quant + 1 :]:
-        if node.name in fused:
-            continue
-        op = node.op_type
-        chain = [node]
-        if op in SHAPE_OPS and op != "Transpose":
-            s = src(node, node.input[0])
-            if numel(node.output[0]) != streams[s].numel:
-                raise GraphError(f"{_where(graph, node)}: changes the element count")
-            alias[node.output[0]] = s
-            continue
-        if op == "Transpose":
-            s = src(node, node.input[0])
-            split = _transpose_split(graph, node, shape(node.input[0]))
-            if split is None:  # only size-1 axes move: C order is kept
-                alias[node.output[0]] = s
-                continue
-            rows, cols = split
-            out = new_stream(node.output[0], graph.types[node.output[0]])
-            units.append(Unit(node.name, "transpose", [s], [out], {"R": rows, "C": cols}, [node.name]))
-            continue
-        if op in SPATIAL_OPS:
-            _spatial(graph, node, alias, streams, units, fused, layout, tail, out_spec, check_shift, shape)
-            continue
-        if op == "MatMul" and node.input[1] in graph.consts and node.input[0] not in graph.consts:
-            unit, cur, out_t = _mvau(graph, node, src(node, node.input[0]), streams, chain, tail, out_spec,
-                                     check_shift, shape)
-            units.append(unit)
-        elif op == "Add" and all(n not in graph.consts for n in node.input):
-            a, b = (src(node, n) for n in node.input)
-            if shape(node.input[0]) != shape(node.input[1]):
-                raise GraphError(f"{_where(graph, node)}: Add of activations with shapes {shape(node.input[0])} and "
-                                 f"{shape(node.input[1])}; the {BACKEND} backend needs equal shapes (no broadcast)")
-            ta, tb = streams[a].type, streams[b].type
-            exp = min(ta.exp, tb.exp)
-            summed, offset = node.output[0], 0.0
-            nxt = graph.single_consumer(summed)
-            if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
-                # a constant after the sum (half an LSB of a round-half-up Quant): one adder more
-                offset = _uniform_offset(graph, nxt)
-                exp = min(exp, _exponent(offset))
-                summed = nxt.output[0]
-                chain.append(nxt)
-            ashift, bshift = ta.exp - exp, tb.exp - exp
-            offset_code = int(offset / 2.0**exp)  # exact: exp is at or below the offset's LSB
-            bound = (ta.max_abs << ashift) + (tb.max_abs << bshift) + abs(offset_code)
-            sum_w = max(bound.bit_length() + 1, ta.width + 1, tb.width + 1)
-            cur, relu, quant = tail(summed, chain)
-            out_t, rq = out_spec(node, cur, relu, quant, exp)
-            check_shift(node, sum_w, rq)
-            units.append(Unit(node.name, "add", [a, b], [], {"ashift": ashift, "bshift": bshift, "sum_w": sum_w,
-                                                              "offset": offset_code, "requant": rq}))
-        elif op in ("Quant", "Relu"):
-            s = src(node, node.input[0])
-            t_in = streams[s].type
-            if op == "Relu":
-                cur, relu, quant = tail(node.output[0], chain)
-                relu = True
-            else:
-                cur, relu, quant = node.output[0], False, node
-            out_t, rq = out_spec(node, cur, relu, quant, t_in.exp)
-            check_shift(node, t_in.width + 1, rq)
-            units.append(Unit(node.name, "map", [s], [], {"requant": rq}))
-        else:
-            what = {"MatMul": "MatMul of two activations" if node.input[1] not in graph.consts else "MatMul",
-                    "Add": "Add of a constant not fused into a MatMul"}.get(op, op)
-            raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map {what} yet "
-                             "(it maps MatMul by a constant, Add of activations, Relu, Quant and shape ops)")
-        unit = units[-1]
+    def emit(self, unit: Unit, chain: list, cur: str, out_t: FixedType) -> None:
+        """Add a unit implementing the nodes of `chain`, whose output stream carries tensor `cur`."""
         unit.nodes = [n.name for n in chain]
-        fused.update(unit.nodes)
-        unit.outputs = [new_stream(cur, out_t)]
+        self.fused.update(unit.nodes)
+        unit.outputs = [self.new_stream(cur, out_t)]
+        self.units.append(unit)
 
-    if graph.output_name not in alias:
+
+def build_dataflow(graph: QGraph) -> Dataflow:
+    """Map a checked QGraph onto logical stream units (see the module docstring): each node after the
+    input Quant goes to its op's folded handler in qpde.ops.OPS (a `fold_*` function below)."""
+    nodes = list(graph.nodes)
+    first_quant = next((i for i, n in enumerate(nodes) if n.op_type == "Quant"), None)
+    if first_quant is None:
+        raise GraphError(f"{graph._where()}: no input Quant")
+    for node in nodes[:first_quant]:
+        if node.op_type not in SHAPE_OPS or node.op_type == "Transpose":
+            raise GraphError(f"{_where(graph, node)}: only order-keeping shape ops may precede the input "
+                             f"Quant in the {BACKEND} backend")
+    b = _Builder(graph, nodes[first_quant].output[0])
+    for node in nodes[first_quant + 1 :]:
+        if node.name in b.fused:
+            continue
+        handler = OPS[node.op_type].handler(BACKEND) if node.op_type in OPS else None
+        if handler is None:
+            raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map {node.op_type} "
+                             f"(it maps {', '.join(n for n, op in OPS.items() if op.folded)})")
+        handler(b, node)
+    if graph.output_name not in b.alias:
         raise GraphError(f"{graph._where()}: the output is not produced by a {BACKEND} stream")
-    return Dataflow(streams, units, in_name, layout.c_order(alias[graph.output_name]))
+    return Dataflow(b.streams, b.units, nodes[first_quant].output[0], b.layout.c_order(b.alias[graph.output_name]))
+
+
+# ---- per-op handlers (qpde.ops.OPS[op].folded) ---------------------------------------------------
+def fold_shape(b: _Builder, node) -> None:
+    """An order-keeping shape op is wiring: its output is the input's stream."""
+    s = b.src(node, node.input[0])
+    if b.numel(node.output[0]) != b.streams[s].numel:
+        raise GraphError(f"{_where(b.graph, node)}: changes the element count")
+    b.alias[node.output[0]] = s
+
+
+def fold_transpose(b: _Builder, node) -> None:
+    s = b.src(node, node.input[0])
+    split = _transpose_split(b.graph, node, b.shape(node.input[0]))
+    if split is None:  # only size-1 axes move: C order is kept
+        b.alias[node.output[0]] = s
+        return
+    rows, cols = split
+    out = b.new_stream(node.output[0], b.graph.types[node.output[0]])
+    b.units.append(Unit(node.name, "transpose", [s], [out], {"R": rows, "C": cols}, [node.name]))
+
+
+def fold_spatial(b: _Builder, node) -> None:
+    _spatial(b.graph, node, b.alias, b.streams, b.units, b.fused, b.layout, b.tail, b.out_spec, b.check_shift,
+             b.shape)
+
+
+def fold_matmul(b: _Builder, node) -> None:
+    graph = b.graph
+    if node.input[1] not in graph.consts or node.input[0] in graph.consts:
+        raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map a MatMul of two activations "
+                         "yet (it maps MatMul by a constant)")
+    chain = [node]
+    unit, cur, out_t = _mvau(graph, node, b.src(node, node.input[0]), b.streams, chain, b.tail, b.out_spec,
+                             b.check_shift, b.shape)
+    b.emit(unit, chain, cur, out_t)
+
+
+def fold_add(b: _Builder, node) -> None:
+    """Add of two activations [+ a uniform constant] [+ Relu] [+ Quant]; a constant Add is a bias,
+    fused into the MatMul before it."""
+    graph = b.graph
+    if any(n in graph.consts for n in node.input):
+        raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map an Add of a constant that is "
+                         "not fused into a MatMul (a bias) or a sum of activations (a half-LSB offset)")
+    a, c = (b.src(node, n) for n in node.input)
+    if b.shape(node.input[0]) != b.shape(node.input[1]):
+        raise GraphError(f"{_where(graph, node)}: Add of activations with shapes {b.shape(node.input[0])} and "
+                         f"{b.shape(node.input[1])}; the {BACKEND} backend needs equal shapes (no broadcast)")
+    ta, tb = b.streams[a].type, b.streams[c].type
+    exp = min(ta.exp, tb.exp)
+    chain, summed, offset = [node], node.output[0], 0.0
+    nxt = graph.single_consumer(summed)
+    if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+        # a constant after the sum (half an LSB of a round-half-up Quant): one adder more
+        offset = _uniform_offset(graph, nxt)
+        exp = min(exp, _exponent(offset))
+        summed = nxt.output[0]
+        chain.append(nxt)
+    ashift, bshift = ta.exp - exp, tb.exp - exp
+    offset_code = int(offset / 2.0**exp)  # exact: exp is at or below the offset's LSB
+    bound = (ta.max_abs << ashift) + (tb.max_abs << bshift) + abs(offset_code)
+    sum_w = max(bound.bit_length() + 1, ta.width + 1, tb.width + 1)
+    cur, relu, quant = b.tail(summed, chain)
+    out_t, rq = b.out_spec(node, cur, relu, quant, exp)
+    b.check_shift(node, sum_w, rq)
+    b.emit(Unit(node.name, "add", [a, c], [], {"ashift": ashift, "bshift": bshift, "sum_w": sum_w,
+                                               "offset": offset_code, "requant": rq}), chain, cur, out_t)
+
+
+def fold_map(b: _Builder, node) -> None:
+    """A Quant, or a Relu [+ Quant], that no unit before it absorbed: an elementwise requantization."""
+    s = b.src(node, node.input[0])
+    t_in = b.streams[s].type
+    chain = [node]
+    if node.op_type == "Relu":
+        cur, _, quant = b.tail(node.output[0], chain)
+        relu = True
+    else:
+        cur, relu, quant = node.output[0], False, node
+    out_t, rq = b.out_spec(node, cur, relu, quant, t_in.exp)
+    b.check_shift(node, t_in.width + 1, rq)
+    b.emit(Unit(node.name, "map", [s], [], {"requant": rq}), chain, cur, out_t)
 
 
 def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) -> tuple[Unit, str, FixedType]:

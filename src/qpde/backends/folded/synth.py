@@ -26,6 +26,7 @@ import numpy as np
 
 from qpde.backends.rtl.synth import (YOSYS_TIMEOUT_S, _base_result, _short_version, _stage_sources, ecp5_stat_luts,
                                      parse_stat_json, tool_version, xilinx_counts, yosys_tool)
+from qpde.backends.verdict import Verdict
 from qpde.backends.tools import run_tool
 from qpde.errors import ToolError
 
@@ -98,12 +99,13 @@ def unmodelled_cells(netlist: str, models: list[Path]) -> list[str]:
 
 
 def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: str = "xc7",
-                    fields: int = POSTSYNTH_FIELDS, seed: int = 0) -> dict:
+                    fields: int = POSTSYNTH_FIELDS, seed: int = 0) -> Verdict:
     """Simulate Yosys' netlist in synth_dir (from synth_folded) with its cell models in Verilator, on
     the first `fields` of x with random input gaps and output stalls and without, and compare with
     the golden bit for bit (qpde.backends.folded.sim.folded_verdict). Its first field's latency must
-    also equal the RTL's (a netlist is cycle-accurate: Yosys does not retime). Returns the verdict with
-    `agrees`, the models used and the seconds it took."""
+    also equal the RTL's (a netlist is cycle-accurate: Yosys does not retime): `agrees` in the
+    details. A netlist with cells that have no behavioural model is not simulated: a verdict of no
+    samples (nothing proven) naming them in `unmodelled_cells`. Saved as postsynth/verdict.json."""
     from qpde.backends.folded.codegen import MEM_DIR
     from qpde.backends.folded.sim import _binary, folded_verdict
 
@@ -131,24 +133,23 @@ def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: st
     shutil.copy2(Path(design.out_dir) / "sim" / "tb.cpp", work / "sim" / "tb.cpp")
     copy = dataclasses.replace(design, out_dir=work, verilog_files=[netlist, *models], netlist=target,
                                latency_cycles=None, ii_cycles=None, ii_measured=None, times_s={})
+    context = {"rtl_latency_cycles": design.latency_cycles, "netlist": str(netlist),
+               "models": [str(m) for m in models]}
     missing = unmodelled_cells(text, models)
-    if missing:  # simulating them would read undriven outputs as 0: no verdict rather than a false one
-        verdict = {"samples": 0, "mismatching_samples": None, "latency_cycles": None, "agrees": None,
-                   "rtl_latency_cycles": design.latency_cycles, "unmodelled_cells": missing,
-                   "netlist": str(netlist), "models": [str(m) for m in models],
-                   "seconds": round(time.perf_counter() - start, 1)}
-        (work / "postsynth.json").write_text(json.dumps(verdict, indent=2))
-        return verdict
-    _binary(copy)  # a build failure is a tool problem: it propagates
     x = np.asarray(x)[:fields]
-    try:
-        verdict = folded_verdict(graph, copy, x, seed=seed)
-    except ToolError as exc:  # the netlist deadlocked or crashed: it is not the design either
-        verdict = {"samples": len(x), "mismatching_samples": len(x), "first_mismatch": 0, "latency_cycles": None,
-                   "ii_cycles": None, "error": str(exc).splitlines()[0]}
-    verdict.update(rtl_latency_cycles=design.latency_cycles, netlist=str(netlist), models=[str(m) for m in models],
-                   seconds=round(time.perf_counter() - start, 1))
-    verdict["agrees"] = verdict["mismatching_samples"] == 0 and (
-        design.latency_cycles is None or verdict["latency_cycles"] == design.latency_cycles)
-    (work / "postsynth.json").write_text(json.dumps(verdict, indent=2))
+    if missing:  # simulating them would read undriven outputs as 0: no verdict rather than a false one
+        verdict = Verdict("folded-netlist", 0, 0, 0, None, 0.0, {"agrees": None, "unmodelled_cells": missing})
+    else:
+        _binary(copy)  # a build failure is a tool problem: it propagates
+        try:
+            verdict = folded_verdict(graph, copy, x, seed=seed)
+            verdict.backend = "folded-netlist"
+        except ToolError as exc:  # the netlist deadlocked or crashed: it is not the design either
+            # no outputs to compare: every sample counts as mismatching, the values are unknown
+            verdict = Verdict("folded-netlist", len(x), len(x), 0, 0 if len(x) else None, 0.0,
+                              {"latency_cycles": None, "error": str(exc).splitlines()[0]})
+        verdict.details["agrees"] = verdict.exact and (
+            design.latency_cycles is None or verdict.details["latency_cycles"] == design.latency_cycles)
+    verdict.details.update(context, seconds=round(time.perf_counter() - start, 1))
+    verdict.save(work / "verdict.json")
     return verdict
