@@ -6,6 +6,9 @@ Flatten, Identity) are wiring: they only change how the next unit splits the seq
 
 Fusion (every integer parameter derived from QGraph's exact types and constants):
 - MatMul(activation @ constant K×C) [+ Add constant bias] [+ Relu] [+ Quant] → one ``mvau``;
+- MatMul(activation @ activation) [+ Mul 2^k] [+ Relu] [+ Quant] (linear attention, see ``_matmul_aa``)
+  → ``outer`` (Transpose(A) @ B: a sum of outer products over tokens) or ``mvau_stream`` (A @ B with
+  B loaded from its stream once per field);
 - Add(activation, activation) [+ Add uniform constant] [+ Relu] [+ Quant] → ``add``;
 - Transpose swapping two groups of axes → ``transpose`` [R, C] → [C, R];
 - a Quant or Relu [+ Quant] that nothing absorbed → ``map``;
@@ -61,7 +64,7 @@ class Stream:
 @dataclass
 class Unit:
     name: str  # the layer name: the QGraph node that anchors the unit (MatMul, Add, Transpose, …)
-    kind: str  # mvau | add | map | transpose | swu[2d] | pool[2d] | upsample[2d] | concat | fork | fifo | dwc
+    kind: str  # mvau | outer | mvau_stream | add | map | transpose | swu[2d] | pool[2d] | upsample[2d] | concat | fork | fifo | dwc
     inputs: list[str]
     outputs: list[str]
     params: dict = field(default_factory=dict)
@@ -221,6 +224,10 @@ def build_dataflow(graph: QGraph) -> Dataflow:
             unit, cur, out_t = _mvau(graph, node, src(node, node.input[0]), streams, chain, tail, out_spec,
                                      check_shift, shape)
             units.append(unit)
+        elif op == "MatMul" and not any(n in graph.consts for n in node.input):
+            unit, cur, out_t = _matmul_aa(graph, node, [src(node, n) for n in node.input], streams, units, chain,
+                                          tail, out_spec, check_shift, shape)
+            units.append(unit)
         elif op == "Add" and all(n not in graph.consts for n in node.input):
             a, b = (src(node, n) for n in node.input)
             if shape(node.input[0]) != shape(node.input[1]):
@@ -257,7 +264,7 @@ def build_dataflow(graph: QGraph) -> Dataflow:
             check_shift(node, t_in.width + 1, rq)
             units.append(Unit(node.name, "map", [s], [], {"requant": rq}))
         else:
-            what = {"MatMul": "MatMul of two activations" if node.input[1] not in graph.consts else "MatMul",
+            what = {"MatMul": "MatMul with a constant left operand",
                     "Add": "Add of a constant not fused into a MatMul"}.get(op, op)
             raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map {what} yet "
                              "(it maps MatMul by a constant, Add of activations, Relu, Quant and shape ops)")
@@ -301,6 +308,42 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     cur, relu, quant = tail(cur, chain)
     acc, out_t = _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift)
     return Unit(node.name, "mvau", [s], [], {"K": k, "C": c, "rows": rows, "kron": kron, **acc}), cur, out_t
+
+
+def _matmul_aa(graph, node, ins, streams, units, chain, tail, out_spec, check_shift, shape) -> tuple[Unit, str, FixedType]:
+    """MatMul of two activations [1, M, K] @ [1, K, P] (QGraph checked the shapes), with a following
+    Mul by 2^k (a shift of the accumulator's LSB: folded into the requantization) and Relu/Quant.
+
+    A left operand that is the Transpose of a token-major [K, M] stream read by nothing else (Kᵀ of
+    attention) is taken before that transpose: an ``outer`` unit sums the K outer products
+    A[t, :]ᵀ B[t, :] as the two streams pass, with no buffer of either. Otherwise ``mvau_stream``:
+    B [K, P] is loaded from its stream once per field, then every row of A is multiplied by it."""
+    a, b = ins
+    _, m, k = shape(node.input[0])
+    p = shape(node.input[1])[2]
+    kind = "mvau_stream"
+    producer = next((u for u in units if a in u.outputs), None)
+    if producer is not None and producer.kind == "transpose" and graph.single_consumer(node.input[0]) is node \
+            and producer.params == {"R": k, "C": m}:
+        units.remove(producer)
+        del streams[a]
+        a, kind = producer.inputs[0], "outer"
+        chain.insert(0, next(n for n in graph.nodes if n.name == producer.name))
+    ta, tb = streams[a].type, streams[b].type
+    acc_exp = ta.exp + tb.exp
+    cur = node.output[0]
+    nxt = graph.single_consumer(cur)
+    if nxt is not None and nxt.op_type == "Mul":
+        acc_exp += graph.mul_shift(nxt)
+        chain.append(nxt)
+        cur = nxt.output[0]
+    cur, relu, quant = tail(cur, chain)
+    out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
+    bound = k * max(abs(x * y) for x in (ta.lo, ta.hi) for y in (tb.lo, tb.hi))
+    acc_w = max(bound.bit_length() + 1, ta.width + tb.width + 1)
+    check_shift(node, acc_w, rq)
+    params = {"M": m, "K": k, "P": p, "acc_w": acc_w, "requant": rq}
+    return Unit(node.name, kind, [a, b], [], params), cur, out_t
 
 
 def _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift) -> tuple[dict, FixedType]:
