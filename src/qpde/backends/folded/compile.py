@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from qpde.backends.folded.fold import in_lanes, out_lanes, validate
+from qpde.backends.folded.fold import MATMUL_AA_KINDS, in_lanes, matmul_aa_cycles, out_lanes, validate
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 FIFO_SLACK_BEATS = 2
@@ -36,6 +36,8 @@ def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> i
     if unit.kind == "mvau":
         p = unit.params
         return p["rows"] * (p["C"] // par["pe"]) * (p["K"] // par["simd"])
+    if unit.kind in MATMUL_AA_KINDS:
+        return matmul_aa_cycles(unit)
     return streams[unit.outputs[0]].numel // par.get("lanes", 1)
 
 
@@ -45,6 +47,11 @@ def unit_lag(df: Dataflow, unit: Unit) -> float:
         return 1.0
     if unit.kind == "mvau":
         return unit.params["K"] / df.streams[unit.inputs[0]].numel
+    if unit.kind == "outer":  # the sums are final after the field's last token
+        return 1.0
+    if unit.kind == "mvau_stream":  # after its B input starts: all of B, then one row of A (in A's field time)
+        p = unit.params
+        return (p["K"] * p["P"] + p["K"]) / (p["M"] * p["K"])
     if unit.kind in SPATIAL_LAG_POINTS:  # 1-D spatial units: whole points of their (first) input
         p = unit.params
         return SPATIAL_LAG_POINTS[unit.kind](p) / p["L"]
@@ -100,6 +107,32 @@ def branch_lags(df: Dataflow, consumers: list[Unit], pipe: float = 0.0) -> list[
     return lags
 
 
+def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0.0) -> list[float]:
+    """Per consumer of `stream`: how long (in tensors) its data waits at the joins on its path for the
+    other operands, from arrival times: a unit's output starts `unit_lag + pipe` after its latest input.
+
+    Unlike branch_lags (lag to the first unit another branch reaches), this follows every input port:
+    Galerkin attention's Q enters mvau_stream, which the K and V branches also reach, but only through
+    outer (which first absorbs a whole field), so Q must wait a field there; branch_lags sees no lag.
+    On a join of two plain paths it gives branch_lags' gaps."""
+
+    def arrivals(starts: set[str]) -> dict[str, tuple[float, float]]:
+        arr: dict[str, tuple[float, float]] = {}  # unit → (latest input, output start)
+        for u in df.units:
+            ins = [0.0 for name in u.inputs if name == stream and u.name in starts]
+            ins += [arr[p.name][1] for name in u.inputs if (p := df.producer(name)) is not None and p.name in arr]
+            if ins:
+                arr[u.name] = (max(ins), max(ins) + unit_lag(df, u) + pipe)
+        return arr
+
+    every = arrivals({u.name for u in consumers})
+    waits = []
+    for u in consumers:
+        own = arrivals({u.name})
+        waits.append(max((every[name][0] - t_in for name, (t_in, _) in own.items()), default=0.0))
+    return waits
+
+
 def elaborate(df: Dataflow, folding: dict) -> Dataflow:
     """Physical graph for a folding (validated: ConfigError names a bad layer)."""
     par = validate(df, folding)
@@ -147,9 +180,12 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
                 heads.append(a)
                 cur = b
             heads.append(cur)
-            lags = branch_lags(df, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
-            for k, lag in enumerate(lags):
-                gap = max(lags) - lag
+            if any(u.kind in MATMUL_AA_KINDS for u in df.units):  # joins of streamed operands: see join_waits
+                gaps = join_waits(df, s, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
+            else:
+                lags = branch_lags(df, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
+                gaps = [max(lags) - lag for lag in lags]
+            for k, gap in enumerate(gaps):
                 if gap > 0:
                     depth = math.ceil((gap + 1) * streams[s].numel / streams[s].lanes) + FIFO_SLACK_BEATS
                     q = add_stream(f"{s}_q{k}", streams[s], streams[s].lanes)

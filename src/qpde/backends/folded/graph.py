@@ -340,7 +340,7 @@ def _matmul_aa(graph, node, ins, streams, units, chain, tail, out_spec, check_sh
     cur, relu, quant = tail(cur, chain)
     out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
     bound = k * max(abs(x * y) for x in (ta.lo, ta.hi) for y in (tb.lo, tb.hi))
-    acc_w = max(bound.bit_length() + 1, ta.width + tb.width + 1)
+    acc_w = max(bound.bit_length() + 1, ta.width + tb.width + 3)  # above the HDL's product width
     check_shift(node, acc_w, rq)
     params = {"M": m, "K": k, "P": p, "acc_w": acc_w, "requant": rq}
     return Unit(node.name, kind, [a, b], [], params), cur, out_t
