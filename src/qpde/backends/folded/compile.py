@@ -107,30 +107,55 @@ def branch_lags(df: Dataflow, consumers: list[Unit], pipe: float = 0.0) -> list[
     return lags
 
 
+def port_offset(unit: Unit, port: int) -> float:
+    """Tensors after a unit starts that it first reads input `port`: outer reads B only once A's first
+    row (M of its K·M codes) is in; mvau_stream reads A only once all of B (K·P codes, P/M of A's field
+    time) is in. Other units read every input from the start."""
+    p = unit.params
+    if unit.kind == "outer" and port == 1:
+        return 1 / p["K"]
+    if unit.kind == "mvau_stream" and port == 0:
+        return p["P"] / p["M"]
+    return 0.0
+
+
 def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0.0) -> list[float]:
     """Per consumer of `stream`: how long (in tensors) its data waits at the joins on its path for the
-    other operands, from arrival times: a unit's output starts `unit_lag + pipe` after its latest input.
+    other operands, from arrival times along every input port: a unit starts when each port's data is
+    there by the port's offset (port_offset), its output starts `unit_lag + pipe` after its start.
 
-    Unlike branch_lags (lag to the first unit another branch reaches), this follows every input port:
+    Unlike branch_lags (lag to the first unit another branch reaches), this follows every port:
     Galerkin attention's Q enters mvau_stream, which the K and V branches also reach, but only through
     outer (which first absorbs a whole field), so Q must wait a field there; branch_lags sees no lag.
     On a join of two plain paths it gives branch_lags' gaps."""
 
-    def arrivals(starts: set[str]) -> dict[str, tuple[float, float]]:
-        arr: dict[str, tuple[float, float]] = {}  # unit → (latest input, output start)
+    def arrivals(starts: set[str], pipe: float) -> dict[str, float]:
+        begin: dict[str, float] = {}  # unit → its start
         for u in df.units:
-            ins = [0.0 for name in u.inputs if name == stream and u.name in starts]
-            ins += [arr[p.name][1] for name in u.inputs if (p := df.producer(name)) is not None and p.name in arr]
-            if ins:
-                arr[u.name] = (max(ins), max(ins) + unit_lag(df, u) + pipe)
-        return arr
+            arr = {}  # input port → arrival of its first beat
+            for i, name in enumerate(u.inputs):
+                if name == stream and u.name in starts:
+                    arr[i] = 0.0
+                elif (p := df.producer(name)) is not None and p.name in begin:
+                    arr[i] = begin[p.name] + unit_lag(df, p) + pipe
+            if arr:
+                begin[u.name] = max(t - port_offset(u, i) for i, t in arr.items())
+        return begin
 
-    every = arrivals({u.name for u in consumers})
-    waits = []
-    for u in consumers:
-        own = arrivals({u.name})
-        waits.append(max((every[name][0] - t_in for name, (t_in, _) in own.items()), default=0.0))
-    return waits
+    def waits(delay: float) -> list[float]:
+        """How much later a unit on the branch starts with every branch's data than with the branch's
+        own alone: the branch's data waits that long (waits between two ports the branch feeds
+        itself are a later fork's, and cancel here)."""
+        every = arrivals({u.name for u in consumers}, delay)
+        out = []
+        for u in consumers:
+            own = arrivals({u.name}, delay)
+            out.append(max((every[name] - t for name, t in own.items()), default=0.0))
+        return out
+
+    # A unit's pipeline delays its output by 0 to `pipe`: either extreme can make a branch the late one
+    # (a map's 1 cycle of B against outer's row of A, the tiny graphs' 8-cycle allowance at II 16)
+    return [max(a, b) for a, b in zip(waits(0.0), waits(pipe))]
 
 
 def elaborate(df: Dataflow, folding: dict) -> Dataflow:
