@@ -4,7 +4,7 @@ loaded from its stream once per field), the Q and residual branches' FIFOs that 
 takes, and the tiny Transformer1d/2d through them.
 
 Fast: the integer model and the elaborated graph equal the golden (np.array_equal) on the tiny
-exported Transformer1d (w4a4, w4a8) and on a hand-built graph with unsigned operands and a Relu;
+exported Transformer1d (w4a8) and on a hand-built graph with unsigned operands and a Relu;
 the Q branch's FIFO holds a whole field. Slow (Verilator, ~30 s a build): bit-exact under random
 valid gaps and ready stalls, measured II equal to the cycle model's.
 """
@@ -81,9 +81,9 @@ def gram_qonnx(path: Path, m: int = 3, k: int = 4) -> Path:
     return path
 
 
-@pytest.mark.parametrize("scenario", ["w4a4", "w4a8"])
-def test_transformer_integer_model_equals_golden(tf_qonnx, scenario):
-    graph = QGraph(tf_qonnx(scenario)[1])
+def test_transformer_integer_model_equals_golden(tf_qonnx):
+    """w4a8 (one export: the fast suite stays fast); w4a4 runs in the Transformer2d Verilator test."""
+    graph = QGraph(tf_qonnx("w4a8")[1])
     df = build_dataflow(graph)
     kinds = [u.kind for u in df.units]
     assert kinds.count("outer") == 1 and kinds.count("mvau_stream") == 1 and "transpose" not in kinds
