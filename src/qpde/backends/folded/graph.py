@@ -323,8 +323,9 @@ def _matmul_aa(graph, node, ins, streams, units, chain, tail, out_spec, check_sh
     p = shape(node.input[1])[2]
     kind = "mvau_stream"
     producer = next((u for u in units if a in u.outputs), None)
-    if producer is not None and producer.kind == "transpose" and graph.single_consumer(node.input[0]) is node \
-            and producer.params == {"R": k, "C": m}:
+    # the Transpose node's own unit (a layout transpose has no nodes and may be shared: it stays)
+    if producer is not None and producer.kind == "transpose" and producer.nodes \
+            and graph.single_consumer(node.input[0]) is node and producer.params == {"R": k, "C": m}:
         units.remove(producer)
         del streams[a]
         a, kind = producer.inputs[0], "outer"
