@@ -35,7 +35,7 @@ from tests.folded.test_rtl import check
 from tests.rtl.conftest import _quant
 from tests.test_transformer import N, TINY, calibrated_transformer
 
-R2D = 6  # Transformer2d grid: 36 tokens, attention scale 2^-6 (not 1/N)
+R2D = 6  # Transformer2d grid: 36 tokens, attention scale 2^-6 (not 1/N); round-half-up export
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,10 @@ def tf_qonnx(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tf2d_qonnx(tmp_path_factory):
-    def make(scenario):
+    def make(scenario):  # round-half-up: exported as FLOOR + half an LSB after each activation MatMul
         torch.manual_seed(0)
-        return calibrated(Transformer2d(R2D, TINY, parse_scenario(scenario)), R2D * R2D)
+        spec = parse_scenario(scenario).with_options(rounding="round")
+        return calibrated(Transformer2d(R2D, TINY, spec), R2D * R2D)
 
     return exported_per_scenario(tmp_path_factory.mktemp("folded_tf2d"), make, R2D * R2D)
 
@@ -55,7 +56,8 @@ def tf2d_qonnx(tmp_path_factory):
 def gram_qonnx(path: Path, m: int = 3, k: int = 4) -> Path:
     """x[1, m·k] → Quant(2^-2, 5 bits) → Reshape [1, m, k] = A; B = Relu → Quant(2^-1, 4 bits unsigned) of
     A; Aᵀ·B [k, k] (an ``outer``) → Quant(2^-3, 6 bits) = G; A·G [m, k] (an ``mvau_stream`` whose left
-    operand is signed and right one a Quant of an outer) → Mul 2^-1 → Relu → Quant(2^-2, 5 bits unsigned)."""
+    operand is signed and right one a Quant of an outer) → Mul 2^-1 → Add 3·2^-6 (the accumulators' start,
+at their LSB) → Relu → Quant(2^-2, 5 bits unsigned)."""
     nodes, inits = [], []
 
     def quant(name, src, dst, exp, bits, signed=True):
@@ -74,7 +76,9 @@ def gram_qonnx(path: Path, m: int = 3, k: int = 4) -> Path:
     nodes.append(helper.make_node("MatMul", ["a", "gq"], ["y0"], name="apply"))
     inits.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
     nodes.append(helper.make_node("Mul", ["y0", "half"], ["y1"], name="half"))
-    nodes.append(helper.make_node("Relu", ["y1"], ["y2"], name="relu_out"))
+    inits.append(numpy_helper.from_array(np.array(3 * 2.0**-6, np.float32), "bump"))
+    nodes.append(helper.make_node("Add", ["y1", "bump"], ["y1b"], name="bump"))
+    nodes.append(helper.make_node("Relu", ["y1b"], ["y2"], name="relu_out"))
     quant("q_out", "y2", "y", -2, 5, signed=False)
     path = _save(path, nodes, inits, [1, m * k], [1, m, k])
     ModelWrapper(str(path)).transform(InferShapes()).save(str(path))  # shapes for the MatMul checks
@@ -101,6 +105,7 @@ def test_gram_graph_integer_model_equals_golden(tmp_path):
     graph = QGraph(gram_qonnx(tmp_path / "gram.onnx"))
     df = build_dataflow(graph)
     assert [u.kind for u in df.units] == ["map", "outer", "mvau_stream"]
+    assert df.units[2].params["offset"] == 3 and "bump" in df.units[2].nodes
     x = random_inputs(graph)
     want = golden.run(graph, x)
     assert len(np.unique(want)) >= 4
@@ -160,6 +165,7 @@ def test_tiny_transformer_in_verilator(tf_qonnx, tmp_path, optimized):
 def test_tiny_transformer2d_in_verilator(tf2d_qonnx, tmp_path):
     graph = QGraph(tf2d_qonnx("w4a4")[1])
     df = build_dataflow(graph)
+    assert all(u.params["offset"] > 0 for u in df.units if u.kind in ("outer", "mvau_stream"))
     design = build_folded(graph, tmp_path / "build", optimize(df).layers)
     assert design.predicted_ii == R2D * R2D * TINY.dim  # the attention units: a code per cycle
     check(graph, design, random_inputs(graph))

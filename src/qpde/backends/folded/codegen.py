@@ -133,7 +133,8 @@ def _matmul_aa_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tu
     p, (a, b), y = unit.params, ins, outs[0]
     m, k, c = p["M"], p["K"], p["P"]
     params = [("M", m), ("K", k), ("P", c), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)),
-              ("BW", b.type.width), ("B_SIGNED", int(b.type.signed)), ("ACC_W", p["acc_w"])] + \
+              ("BW", b.type.width), ("B_SIGNED", int(b.type.signed)), ("ACC_W", p["acc_w"]),
+              ("OFFSET", _signed64(p["offset"]))] + \
         _requant_params(p["requant"], y)
     if unit.kind == "outer":
         params += [("MB", clog2(m)), ("KB", clog2(k)), ("PB", clog2(c)), ("OB", clog2(m * c))]

@@ -6,7 +6,7 @@ Flatten, Identity) are wiring: they only change how the next unit splits the seq
 
 Fusion (every integer parameter derived from QGraph's exact types and constants):
 - MatMul(activation @ constant K×C) [+ Add constant bias] [+ Relu] [+ Quant] → one ``mvau``;
-- MatMul(activation @ activation) [+ Mul 2^k] [+ Relu] [+ Quant] (linear attention, see ``_matmul_aa``)
+- MatMul(activation @ activation) [+ Mul 2^k] [+ Add uniform constant] [+ Relu] [+ Quant] (linear attention, see ``_matmul_aa``)
   → ``outer`` (Transpose(A) @ B: a sum of outer products over tokens) or ``mvau_stream`` (A @ B with
   B loaded from its stream once per field);
 - Add(activation, activation) [+ Add uniform constant] [+ Relu] [+ Quant] → ``add``;
@@ -312,7 +312,8 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
 
 def _matmul_aa(graph, node, ins, streams, units, chain, tail, out_spec, check_shift, shape) -> tuple[Unit, str, FixedType]:
     """MatMul of two activations [1, M, K] @ [1, K, P] (QGraph checked the shapes), with a following
-    Mul by 2^k (a shift of the accumulator's LSB: folded into the requantization) and Relu/Quant.
+    Mul by 2^k (a shift of the accumulator's LSB: folded into the requantization), Add of a uniform
+    constant (the accumulators' start value) and Relu/Quant.
 
     A left operand that is the Transpose of a token-major [K, M] stream read by nothing else (Kᵀ of
     attention) is taken before that transpose: an ``outer`` unit sums the K outer products
@@ -338,12 +339,23 @@ def _matmul_aa(graph, node, ins, streams, units, chain, tail, out_spec, check_sh
         acc_exp += graph.mul_shift(nxt)
         chain.append(nxt)
         cur = nxt.output[0]
+        nxt = graph.single_consumer(cur)
+    offset = 0
+    if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+        # half an LSB of the round-half-up export's Quant: the accumulators start at it
+        value = _uniform_offset(graph, nxt)
+        if _exponent(value) < acc_exp:
+            raise GraphError(f"{_where(graph, nxt)}: constant {value} below the product LSB 2^{acc_exp}; the "
+                             f"{BACKEND} backend adds a constant at the accumulator's LSB")
+        offset = int(value / 2.0**acc_exp)  # exact: at or above the LSB
+        chain.append(nxt)
+        cur = nxt.output[0]
     cur, relu, quant = tail(cur, chain)
     out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
-    bound = k * max(abs(x * y) for x in (ta.lo, ta.hi) for y in (tb.lo, tb.hi))
+    bound = k * max(abs(x * y) for x in (ta.lo, ta.hi) for y in (tb.lo, tb.hi)) + abs(offset)
     acc_w = max(bound.bit_length() + 1, ta.width + tb.width + 3)  # above the HDL's product width
     check_shift(node, acc_w, rq)
-    params = {"M": m, "K": k, "P": p, "acc_w": acc_w, "requant": rq}
+    params = {"M": m, "K": k, "P": p, "acc_w": acc_w, "offset": offset, "requant": rq}
     return Unit(node.name, kind, [a, b], [], params), cur, out_t
 
 

@@ -45,7 +45,7 @@ def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarra
         a, b = (_ints(np.asarray(v), p["acc_w"]) for v in args)
         if unit.kind == "outer":  # A streamed token-major [K, M]: the product is Aᵀ B
             a = a.reshape(n, p["K"], p["M"]).transpose(0, 2, 1)
-        acc = a.reshape(n, p["M"], p["K"]) @ b.reshape(n, p["K"], p["P"])
+        acc = a.reshape(n, p["M"], p["K"]) @ b.reshape(n, p["K"], p["P"]) + p["offset"]
         return [p["requant"].apply(acc).reshape(n, -1)]
     if unit.kind == "add":
         a, b = (_ints(v, p["sum_w"]) for v in args)

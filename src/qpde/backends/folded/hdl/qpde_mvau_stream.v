@@ -15,6 +15,7 @@ module qpde_mvau_stream #(
     parameter BW = 8,
     parameter B_SIGNED = 1,
     parameter ACC_W = 20,
+    parameter signed [63:0] OFFSET = 0,  // the sums' start value (a uniform constant Add, at the LSB)
     parameter OUT_W = 8,
     parameter RSHIFT = 0,
     parameter LSHIFT = 0,
@@ -63,6 +64,7 @@ module qpde_mvau_stream #(
     assign s_ready = wfull[wrb] && (!row_end || ofree);
     wire s_fire = s_valid && s_ready;
 
+    localparam signed [ACC_W-1:0] START = OFFSET[ACC_W-1:0];
     localparam PW = AW + BW + (A_SIGNED != 0 ? 0 : 1) + (B_SIGNED != 0 ? 0 : 1);
     reg [ACC_W-1:0] acc [0:P-1];
     reg [ACC_W-1:0] obuf [0:P-1];
@@ -78,7 +80,7 @@ module qpde_mvau_stream #(
             bcode = wrb ? b1[k * P + p] : b0[k * P + p];
             bv = {{(PW - BW){B_SIGNED != 0 && bcode[BW-1]}}, bcode};
             prod = av * bv;
-            base = k == {KB{1'b0}} ? {ACC_W{1'b0}} : acc[p];
+            base = k == {KB{1'b0}} ? START : acc[p];
             sums[p * ACC_W +: ACC_W] = base + {{(ACC_W - PW){prod[PW-1]}}, prod};
         end
     end

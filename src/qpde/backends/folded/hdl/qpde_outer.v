@@ -15,6 +15,7 @@ module qpde_outer #(
     parameter BW = 8,
     parameter B_SIGNED = 1,
     parameter ACC_W = 20,
+    parameter signed [63:0] OFFSET = 0,  // the sums' start value (a uniform constant Add, at the LSB)
     parameter OUT_W = 8,
     parameter RSHIFT = 0,
     parameter LSHIFT = 0,
@@ -67,6 +68,7 @@ module qpde_outer #(
     reg [ACC_W-1:0] acc [0:M*P-1];
     reg [ACC_W-1:0] obuf [0:M*P-1];
     // products at their exact width PW (an unsigned operand gains a zero sign bit)
+    localparam signed [ACC_W-1:0] START = OFFSET[ACC_W-1:0];
     localparam PW = AW + BW + (A_SIGNED != 0 ? 0 : 1) + (B_SIGNED != 0 ? 0 : 1);
     // the M sums of this B beat (column bj), combinational
     reg [M*ACC_W-1:0] sums;
@@ -78,7 +80,7 @@ module qpde_outer #(
         for (i = 0; i < M; i = i + 1) begin
             av = {{(PW - AW){A_SIGNED != 0 && arow[i * AW + AW - 1]}}, arow[i * AW +: AW]};
             prod = av * bv;
-            base = bt == {KB{1'b0}} ? {ACC_W{1'b0}} : acc[i * P + col];
+            base = bt == {KB{1'b0}} ? START : acc[i * P + col];
             sums[i * ACC_W +: ACC_W] = base + {{(ACC_W - PW){prod[PW-1]}}, prod};
         end
     end
