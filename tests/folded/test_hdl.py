@@ -38,6 +38,10 @@ CASES = [
     ("qpde_swu2d", {"W": 5, "LN": 2, "C": 6, "H": 4, "WD": 5, "K": 5, "PB": 7, "RB": 5, "KB": 3, "SB": 6, "WB": 2}),
     ("qpde_pool2d", {"W": 6, "SIGNED": 0, "LN": 2, "C": 4, "WD": 8, "CB": 2, "WB": 1}),
     ("qpde_upsample2d", {"W": 4, "LN": 1, "C": 3, "WD": 4, "CB": 2, "WB": 2}),
+    ("qpde_outer", {"M": 3, "K": 5, "P": 1, "AW": 4, "A_SIGNED": 0, "BW": 6, "ACC_W": 15, "OFFSET": "64'sd4", "OUT_W": 5,
+                    "RSHIFT": 2, "MB": 2, "KB": 3, "PB": 1, "OB": 2}),
+    ("qpde_mvau_stream", {"M": 5, "K": 1, "P": 3, "AW": 5, "BW": 3, "B_SIGNED": 0, "ACC_W": 12, "OUT_W": 4,
+                          "LSHIFT": 1, "RB": 3, "KB": 1, "PB": 2, "WB": 2}),
 ]
 
 

@@ -85,7 +85,7 @@ def cases() -> list[Case]:
     c.quant("h", "y", -3, 8)
     out.append(c)
 
-    c = Case("matmul_aa", ("MatMul", "Transpose"), (1, 2, 3), {"folded": "MatMul"})  # activation × activation: [1,2,3] @ [1,3,2]
+    c = Case("matmul_aa", ("MatMul", "Transpose"), (1, 2, 3))  # activation × activation: [1,2,3] @ [1,3,2]
     c.quant("x", "xq", -2, 4)
     c.node("Transpose", ["xq"], "xt", perm=[0, 2, 1])
     c.node("MatMul", ["xq", "xt"], "h")
@@ -119,7 +119,7 @@ def cases() -> list[Case]:
     c.quant("h", "y", -3, 4)
     out.append(c)
 
-    c = Case("mul_after_matmul_aa", ("MatMul", "Mul", "Transpose"), (1, 2, 3), {"folded": "MatMul"})  # hls4ml folds this Mul
+    c = Case("mul_after_matmul_aa", ("MatMul", "Mul", "Transpose"), (1, 2, 3))  # hls4ml folds this Mul
     c.quant("x", "xq", -2, 4)
     c.node("Transpose", ["xq"], "xt", perm=[0, 2, 1])
     c.node("MatMul", ["xq", "xt"], "h")

@@ -16,7 +16,7 @@ from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 HDL_DIR = Path(__file__).parent / "hdl"
 UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpde_mvau.v", "qpde_add.v",
-              "qpde_map.v", "qpde_transpose.v")
+              "qpde_map.v", "qpde_transpose.v", "qpde_outer.v", "qpde_mvau_stream.v")
 UNIT_FILES += ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v",  # spatial units
                "qpde_swu2d.v", "qpde_pool2d.v", "qpde_upsample2d.v")
 MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.backends.rtl.synth copies it beside the Verilog
@@ -99,6 +99,8 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         params = [("W", x.type.width), ("L", x.lanes), ("R", p["R"]), ("C", p["C"]),
                   ("AB", clog2(p["R"] * p["C"] // x.lanes)), ("LB", clog2(x.lanes))]
         ports = [("s", x), ("m", y)]
+    elif unit.kind in ("outer", "mvau_stream"):
+        params, ports = _matmul_aa_instance(unit, ins, outs)
     elif unit.kind == "fork":
         x = ins[0]
         params = [("W", x.lanes * x.type.width)]
@@ -124,6 +126,21 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
                   f"        .{prefix}_data({w}_data)"]
     return (f"    // {unit.kind} {unit.name}" + (f" ({', '.join(unit.nodes)})" if unit.nodes else "") + "\n"
             f"    qpde_{unit.kind} #(\n{plist}\n    ) u_{ident(unit.name)} (\n" + ",\n".join(conns) + "\n    );\n")
+
+
+def _matmul_aa_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tuple[list, list]:
+    """Parameters and ports of hdl/qpde_outer.v (A token-major, Aᵀ B) and hdl/qpde_mvau_stream.v (A B)."""
+    p, (a, b), y = unit.params, ins, outs[0]
+    m, k, c = p["M"], p["K"], p["P"]
+    params = [("M", m), ("K", k), ("P", c), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)),
+              ("BW", b.type.width), ("B_SIGNED", int(b.type.signed)), ("ACC_W", p["acc_w"]),
+              ("OFFSET", _signed64(p["offset"]))] + \
+        _requant_params(p["requant"], y)
+    if unit.kind == "outer":
+        params += [("MB", clog2(m)), ("KB", clog2(k)), ("PB", clog2(c)), ("OB", clog2(m * c))]
+        return params, [("a", a), ("b", b), ("m", y)]
+    params += [("RB", clog2(m)), ("KB", clog2(k)), ("PB", clog2(c)), ("WB", clog2(k * c))]
+    return params, [("s", a), ("w", b), ("m", y)]
 
 
 def _spatial_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tuple[list, list]:

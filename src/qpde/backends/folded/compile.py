@@ -17,6 +17,8 @@ it the pipeline serializes across the fork and II exceeds the slowest unit). Bra
 lag need no FIFO. Each unit on a path also adds PIPELINE_CYCLES / II tensors for its pipeline
 registers and width converters: nothing at II in the thousands, but at II 16 (multi-lane
 transposes) a few cycles per unit are whole tensors, and without them the fork stalled (measured).
+A graph with activation × activation units (outer, mvau_stream: a port that waits for another
+port's data) is sized by join_waits instead, from arrival times along every input port.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from qpde.backends.folded.fold import in_lanes, out_lanes, validate
+from qpde.backends.folded.fold import MATMUL_AA_KINDS, in_lanes, matmul_aa_cycles, out_lanes, validate
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 FIFO_SLACK_BEATS = 2
@@ -36,6 +38,8 @@ def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> i
     if unit.kind == "mvau":
         p = unit.params
         return p["rows"] * (p["C"] // par["pe"]) * (p["K"] // par["simd"])
+    if unit.kind in MATMUL_AA_KINDS:
+        return matmul_aa_cycles(unit)
     return streams[unit.outputs[0]].numel // par.get("lanes", 1)
 
 
@@ -45,6 +49,11 @@ def unit_lag(df: Dataflow, unit: Unit) -> float:
         return 1.0
     if unit.kind == "mvau":
         return unit.params["K"] / df.streams[unit.inputs[0]].numel
+    if unit.kind == "outer":  # the sums are final after the field's last token
+        return 1.0
+    if unit.kind == "mvau_stream":  # after its B input starts: all of B, then one row of A (in A's field time)
+        p = unit.params
+        return (p["K"] * p["P"] + p["K"]) / (p["M"] * p["K"])
     if unit.kind in SPATIAL_LAG_POINTS:  # 1-D spatial units: whole points of their (first) input
         p = unit.params
         return SPATIAL_LAG_POINTS[unit.kind](p) / p["L"]
@@ -100,6 +109,57 @@ def branch_lags(df: Dataflow, consumers: list[Unit], pipe: float = 0.0) -> list[
     return lags
 
 
+def port_offset(unit: Unit, port: int) -> float:
+    """Tensors after a unit starts that it first reads input `port`: outer reads B only once A's first
+    row (M of its K·M codes) is in; mvau_stream reads A only once all of B (K·P codes, P/M of A's field
+    time) is in. Other units read every input from the start."""
+    p = unit.params
+    if unit.kind == "outer" and port == 1:
+        return 1 / p["K"]
+    if unit.kind == "mvau_stream" and port == 0:
+        return p["P"] / p["M"]
+    return 0.0
+
+
+def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0.0) -> list[float]:
+    """Per consumer of `stream`: how long (in tensors) its data waits at the joins on its path for the
+    other operands, from arrival times along every input port: a unit starts when each port's data is
+    there by the port's offset (port_offset), its output starts `unit_lag + pipe` after its start.
+
+    Unlike branch_lags (lag to the first unit another branch reaches), this follows every port:
+    Galerkin attention's Q enters mvau_stream, which the K and V branches also reach, but only through
+    outer (which first absorbs a whole field), so Q must wait a field there; branch_lags sees no lag.
+    On a join of two plain paths it gives branch_lags' gaps."""
+
+    def arrivals(starts: set[str], pipe: float) -> dict[str, float]:
+        begin: dict[str, float] = {}  # unit → its start
+        for u in df.units:
+            arr = {}  # input port → arrival of its first beat
+            for i, name in enumerate(u.inputs):
+                if name == stream and u.name in starts:
+                    arr[i] = 0.0
+                elif (p := df.producer(name)) is not None and p.name in begin:
+                    arr[i] = begin[p.name] + unit_lag(df, p) + pipe
+            if arr:
+                begin[u.name] = max(t - port_offset(u, i) for i, t in arr.items())
+        return begin
+
+    def waits(delay: float) -> list[float]:
+        """How much later a unit on the branch starts with every branch's data than with the branch's
+        own alone: the branch's data waits that long (waits between two ports the branch feeds
+        itself are a later fork's, and cancel here)."""
+        every = arrivals({u.name for u in consumers}, delay)
+        out = []
+        for u in consumers:
+            own = arrivals({u.name}, delay)
+            out.append(max((every[name] - t for name, t in own.items()), default=0.0))
+        return out
+
+    # A unit's pipeline delays its output by 0 to `pipe`: either extreme can make a branch the late one
+    # (a map's 1 cycle of B against outer's row of A, the tiny graphs' 8-cycle allowance at II 16)
+    return [max(a, b) for a, b in zip(waits(0.0), waits(pipe))]
+
+
 def elaborate(df: Dataflow, folding: dict) -> Dataflow:
     """Physical graph for a folding (validated: ConfigError names a bad layer)."""
     par = validate(df, folding)
@@ -147,9 +207,12 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
                 heads.append(a)
                 cur = b
             heads.append(cur)
-            lags = branch_lags(df, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
-            for k, lag in enumerate(lags):
-                gap = max(lags) - lag
+            if any(u.kind in MATMUL_AA_KINDS for u in df.units):  # joins of streamed operands: see join_waits
+                gaps = join_waits(df, s, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
+            else:
+                lags = branch_lags(df, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
+                gaps = [max(lags) - lag for lag in lags]
+            for k, gap in enumerate(gaps):
                 if gap > 0:
                     depth = math.ceil((gap + 1) * streams[s].numel / streams[s].lanes) + FIFO_SLACK_BEATS
                     q = add_stream(f"{s}_q{k}", streams[s], streams[s].lanes)

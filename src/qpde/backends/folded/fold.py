@@ -6,6 +6,7 @@ A folding maps layer names (Dataflow unit names) to parallelism:
 - transpose [R, C] → [C, R]: {"lanes": L}, L | gcd(R, C) (skewed banks: an L-wide row beat in, an
   L-wide column beat out per cycle);
 - pool, upsample, concat: {"lanes": L}, L | channels (a beat never straddles two points);
+- outer, mvau_stream (activation × activation): not foldable, one code per cycle on each port;
 - swu: not in a folding; it runs at its MVAU's SIMD, which must divide the conv's C_in.
 Layers missing from a folding run at parallelism 1.
 """
@@ -117,6 +118,8 @@ def unit_cycles(df: Dataflow, unit: Unit) -> int:
         lanes_in = df.streams[unit.inputs[0]].lanes
         lanes_out = df.streams[unit.outputs[0]].lanes
         return p["rows"] * (p["C"] // lanes_out) * (p["K"] // lanes_in)
+    if unit.kind in MATMUL_AA_KINDS:
+        return matmul_aa_cycles(unit)
     if unit.kind == "dwc":
         s_in, s_out = df.streams[unit.inputs[0]], df.streams[unit.outputs[0]]
         return s_in.numel // min(s_in.lanes, s_out.lanes)
@@ -255,3 +258,14 @@ def _window_lanes(df: Dataflow, par: dict[str, dict[str, int]], folding: dict) -
 
 def _gcd(unit: Unit) -> int:
     return math.gcd(unit.params["R"], unit.params["C"])
+
+
+# ---- activation × activation MatMul (hdl/qpde_outer.v, hdl/qpde_mvau_stream.v) ---------------------
+MATMUL_AA_KINDS = ("outer", "mvau_stream")
+
+
+def matmul_aa_cycles(unit: Unit) -> int:
+    """Cycles per field: one code per cycle on each input port and on the output, the ports working in
+    parallel (A: M·K codes, B: K·P, Y: M·P; the output buffer and B's banks overlap fields and rows)."""
+    p = unit.params
+    return max(p["M"] * p["K"], p["K"] * p["P"], p["M"] * p["P"])

@@ -6,6 +6,9 @@ Flatten, Identity) are wiring: they only change how the next unit splits the seq
 
 Fusion (every integer parameter derived from QGraph's exact types and constants):
 - MatMul(activation @ constant K×C) [+ Add constant bias] [+ Relu] [+ Quant] → one ``mvau``;
+- MatMul(activation @ activation) [+ Mul 2^k] [+ Add uniform constant] [+ Relu] [+ Quant] (linear attention, see ``_matmul_aa``)
+  → ``outer`` (Transpose(A) @ B: a sum of outer products over tokens) or ``mvau_stream`` (A @ B with
+  B loaded from its stream once per field);
 - Add(activation, activation) [+ Add uniform constant] [+ Relu] [+ Quant] → ``add``;
 - Transpose swapping two groups of axes → ``transpose`` [R, C] → [C, R];
 - a Quant or Relu [+ Quant] that nothing absorbed → ``map``;
@@ -61,7 +64,7 @@ class Stream:
 @dataclass
 class Unit:
     name: str  # the layer name: the QGraph node that anchors the unit (MatMul, Add, Transpose, …)
-    kind: str  # mvau | add | map | transpose | swu[2d] | pool[2d] | upsample[2d] | concat | fork | fifo | dwc
+    kind: str  # mvau | outer | mvau_stream | add | map | transpose | swu[2d] | pool[2d] | upsample[2d] | concat | fork | fifo | dwc
     inputs: list[str]
     outputs: list[str]
     params: dict = field(default_factory=dict)
@@ -248,13 +251,18 @@ def fold_spatial(b: _Builder, node) -> None:
 
 
 def fold_matmul(b: _Builder, node) -> None:
+    """MatMul by a constant → mvau; of two activations → outer or mvau_stream (`_matmul_aa`)."""
     graph = b.graph
-    if node.input[1] not in graph.consts or node.input[0] in graph.consts:
-        raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map a MatMul of two activations "
-                         "yet (it maps MatMul by a constant)")
     chain = [node]
-    unit, cur, out_t = _mvau(graph, node, b.src(node, node.input[0]), b.streams, chain, b.tail, b.out_spec,
-                             b.check_shift, b.shape)
+    if node.input[0] in graph.consts:
+        raise GraphError(f"{_where(graph, node)}: the {BACKEND} backend does not map a MatMul with a constant "
+                         "left operand (it maps activation @ constant and activation @ activation)")
+    if node.input[1] in graph.consts:
+        unit, cur, out_t = _mvau(graph, node, b.src(node, node.input[0]), b.streams, chain, b.tail, b.out_spec,
+                                 b.check_shift, b.shape)
+    else:
+        unit, cur, out_t = _matmul_aa(graph, node, [b.src(node, n) for n in node.input], b.streams, b.units, chain,
+                                      b.tail, b.out_spec, b.check_shift, b.shape)
     b.emit(unit, chain, cur, out_t)
 
 
@@ -335,6 +343,55 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
     cur, relu, quant = tail(cur, chain)
     acc, out_t = _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift)
     return Unit(node.name, "mvau", [s], [], {"K": k, "C": c, "rows": rows, "kron": kron, **acc}), cur, out_t
+
+
+def _matmul_aa(graph, node, ins, streams, units, chain, tail, out_spec, check_shift, shape) -> tuple[Unit, str, FixedType]:
+    """MatMul of two activations [1, M, K] @ [1, K, P] (QGraph checked the shapes), with a following
+    Mul by 2^k (a shift of the accumulator's LSB: folded into the requantization), Add of a uniform
+    constant (the accumulators' start value) and Relu/Quant.
+
+    A left operand that is the Transpose of a token-major [K, M] stream read by nothing else (Kᵀ of
+    attention) is taken before that transpose: an ``outer`` unit sums the K outer products
+    A[t, :]ᵀ B[t, :] as the two streams pass, with no buffer of either. Otherwise ``mvau_stream``:
+    B [K, P] is loaded from its stream once per field, then every row of A is multiplied by it."""
+    a, b = ins
+    _, m, k = shape(node.input[0])
+    p = shape(node.input[1])[2]
+    kind = "mvau_stream"
+    producer = next((u for u in units if a in u.outputs), None)
+    # the Transpose node's own unit (a layout transpose has no nodes and may be shared: it stays)
+    if producer is not None and producer.kind == "transpose" and producer.nodes \
+            and graph.single_consumer(node.input[0]) is node and producer.params == {"R": k, "C": m}:
+        units.remove(producer)
+        del streams[a]
+        a, kind = producer.inputs[0], "outer"
+        chain.insert(0, next(n for n in graph.nodes if n.name == producer.name))
+    ta, tb = streams[a].type, streams[b].type
+    acc_exp = ta.exp + tb.exp
+    cur = node.output[0]
+    nxt = graph.single_consumer(cur)
+    if nxt is not None and nxt.op_type == "Mul":
+        acc_exp += graph.mul_shift(nxt)
+        chain.append(nxt)
+        cur = nxt.output[0]
+        nxt = graph.single_consumer(cur)
+    offset = 0
+    if nxt is not None and nxt.op_type == "Add" and graph.add_const(nxt) is not None:
+        # half an LSB of the round-half-up export's Quant: the accumulators start at it
+        value = _uniform_offset(graph, nxt)
+        if _exponent(value) < acc_exp:
+            raise GraphError(f"{_where(graph, nxt)}: constant {value} below the product LSB 2^{acc_exp}; the "
+                             f"{BACKEND} backend adds a constant at the accumulator's LSB")
+        offset = int(value / 2.0**acc_exp)  # exact: at or above the LSB
+        chain.append(nxt)
+        cur = nxt.output[0]
+    cur, relu, quant = tail(cur, chain)
+    out_t, rq = out_spec(node, cur, relu, quant, acc_exp)
+    bound = k * max(abs(x * y) for x in (ta.lo, ta.hi) for y in (tb.lo, tb.hi)) + abs(offset)
+    acc_w = max(bound.bit_length() + 1, ta.width + tb.width + 3)  # above the HDL's product width
+    check_shift(node, acc_w, rq)
+    params = {"M": m, "K": k, "P": p, "acc_w": acc_w, "offset": offset, "requant": rq}
+    return Unit(node.name, kind, [a, b], [], params), cur, out_t
 
 
 def _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift) -> tuple[dict, FixedType]:

@@ -40,6 +40,13 @@ def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarra
         if p["bias"] is not None:
             acc = acc + _ints(p["bias"], p["acc_w"])
         return [p["requant"].apply(acc).reshape(n, -1)]
+    if unit.kind in ("outer", "mvau_stream"):  # activation @ activation, exact, per field
+        n = len(args[0])
+        a, b = (_ints(np.asarray(v), p["acc_w"]) for v in args)
+        if unit.kind == "outer":  # A streamed token-major [K, M]: the product is Aᵀ B
+            a = a.reshape(n, p["K"], p["M"]).transpose(0, 2, 1)
+        acc = a.reshape(n, p["M"], p["K"]) @ b.reshape(n, p["K"], p["P"]) + p["offset"]
+        return [p["requant"].apply(acc).reshape(n, -1)]
     if unit.kind == "add":
         a, b = (_ints(v, p["sum_w"]) for v in args)
         return [p["requant"].apply((a << p["ashift"]) + (b << p["bshift"]) + p.get("offset", 0))]
