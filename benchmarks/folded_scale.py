@@ -79,7 +79,7 @@ SYNTH_KEYS = {"xc7": {k: k for k in ("lut", "ff", "carry", "dsp", "bram", "lutra
 
 
 def build_one(graph, folding, folder: Path, fields: int, pnr: bool, synth_timeout_s: float,
-              pnr_timeout_s: float, synth: bool = True, postsynth_fields: int = 2,
+              pnr_timeout_s: float, synth: bool = True, postsynth_fields: int = 8,
               synth_targets: tuple[str, ...] = ("xc7",)) -> dict:
     from qpde.backends.folded import build_folded, folded_verdict
     from qpde.backends.folded.flow import folding_label
@@ -153,7 +153,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/folded-scale"))
     parser.add_argument("--no-pnr", dest="pnr", action="store_false")
     parser.add_argument("--no-synth", dest="synth", action="store_false", help="build and verify only")
-    parser.add_argument("--postsynth-fields", type=int, default=2, help="inputs simulated on Yosys' netlist")
+    parser.add_argument("--postsynth-fields", type=int, default=8,
+                        help="inputs simulated on Yosys' netlist (as the flow; with 2 the II measurement is NaN)")
     parser.add_argument("--synth-targets", nargs="+", choices=sorted(SYNTH_KEYS), default=["xc7"],
                         help="Yosys targets, in this order (ecp5: EBR count of synth_ecp5 without placing)")
     parser.add_argument("--synth-timeout", type=float, default=3600)
