@@ -73,6 +73,43 @@ def mul_qonnx(path: Path) -> Path:
     return _save(path, nodes, inits, [1, 4], [1, 4])
 
 
+SPARSE_ROWS, SPARSE_K, SPARSE_C = 4, 12, 8
+
+
+def sparse_weights(seed: int = 2) -> np.ndarray:
+    """A K×C weight code matrix shaped like FNO1d's spectral mix (nonzero only where the row's and the
+    column's "mode" agree: here (i // 2) % 3 == (j // 2) % 3), plus two all-zero columns (6, 7: a
+    fold without any tile at PE 2) and two all-zero rows (10, 11: a row word that is never read at
+    SIMD 2): zero tiles at every folding the tests use."""
+    rng = np.random.default_rng(seed)
+    i, j = np.meshgrid(np.arange(SPARSE_K), np.arange(SPARSE_C), indexing="ij")
+    w = rng.integers(1, 8, size=(SPARSE_K, SPARSE_C)) * rng.choice([-1, 1], size=(SPARSE_K, SPARSE_C))
+    w[(i // 2) % 3 != (j // 2) % 3] = 0
+    w[:, 6:] = 0
+    w[10:, :] = 0
+    return w
+
+
+def sparse_qonnx(path: Path) -> Path:
+    """x[1, R·K] → Quant(2^-2, 4 bits) → Reshape [1, R, K] → MatMul W (sparse_weights · 2^-2) → Add a bias
+    (nonzero on the all-zero columns too) → Quant(2^-1, 5 bits) → y[1, R, C]."""
+    rng = np.random.default_rng(3)
+    nodes, inits = [], []
+    node, ini = _quant("q_in", "x", "xq", -2, 4)
+    nodes.append(node)
+    inits += ini
+    inits += [numpy_helper.from_array(np.array([1, SPARSE_ROWS, SPARSE_K], np.int64), "shape"),
+              numpy_helper.from_array((sparse_weights() * 2.0**-2).astype(np.float32), "W"),
+              numpy_helper.from_array((rng.integers(-20, 20, size=SPARSE_C) * 2.0**-3).astype(np.float32), "b")]
+    nodes.append(helper.make_node("Reshape", ["xq", "shape"], ["xr"], name="reshape"))
+    nodes.append(helper.make_node("MatMul", ["xr", "W"], ["h"], name="mm"))
+    nodes.append(helper.make_node("Add", ["h", "b"], ["hb"], name="bias"))
+    node, ini = _quant("q_out", "hb", "y", -1, 5)
+    nodes.append(node)
+    inits += ini
+    return _save(path, nodes, inits, [1, SPARSE_ROWS * SPARSE_K], [1, SPARSE_ROWS, SPARSE_C])
+
+
 def random_inputs(graph, n: int = 48, seed: int = 0) -> np.ndarray:
     """Raw inputs spanning the input quantizer's range and beyond (saturation) plus ties."""
     from qpde.backends.rtl import default_check_inputs
@@ -89,6 +126,7 @@ def folded_graphs(tmp_path_factory):
         "transpose": transpose_qonnx(root / "transpose.onnx"),
         "residual": residual_qonnx(root / "residual.onnx"),
         "mul": mul_qonnx(root / "mul.onnx"),
+        "sparse": sparse_qonnx(root / "sparse.onnx"),
     }
 
 

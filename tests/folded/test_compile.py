@@ -51,7 +51,7 @@ def test_round_half_up_export_maps_its_constant_add_into_the_add_unit(fno_round_
     assert np.array_equal(int_model.run_values(graph, elaborate(df, {"Add_8": {"lanes": 2}}), x), want)
 
 def test_integer_model_on_unit_graphs(folded_graphs):
-    for key in ("mlp", "transpose", "residual"):
+    for key in ("mlp", "transpose", "residual", "sparse"):
         graph = QGraph(folded_graphs[key])
         df = build_dataflow(graph)
         x = random_inputs(graph)
@@ -108,7 +108,9 @@ def test_invalid_folding_names_the_layer(fno_l1_qonnx):
 def test_cycle_model_and_optimizer(fno_l1_qonnx):
     df = build_dataflow(QGraph(fno_l1_qonnx("w4a4")))
     base = cycle_model(elaborate(df, {}))
-    assert base["MatMul_3"] == 32 * 32 and max(base.values()) == 1024  # the 32×32 spectral mix, one row
+    # the 32×32 spectral mix, one row, block-structured per mode: only its nonzero weights take a cycle
+    assert base["MatMul_3"] == df.unit("MatMul_3").params["nonzero"].sum() <= 32 * 32 // 4
+    assert max(base.values()) == 16 * 30  # the projection 4×8 over 16 points: 30 nonzero weights
     for target in (512, 128, 64):
         f = optimize(df, target_ii=target)
         assert f.target_met and f.ii_cycles <= target
@@ -142,8 +144,11 @@ def test_fifo_sizing_covers_the_lag(fno_l1_qonnx, folded_graphs):
     # input (16 elements): lags 1/16 + transposes 2 + MVAU rows 16/64, 32/32, 8/64, 4/64, 8/128 on the long path
     assert fifos["fifo_Quant_11_out0_1"] >= 3 * 16 and fifos["fifo_Quant_12_out0_1"] >= 3 * 64
     res = elaborate(build_dataflow(QGraph(folded_graphs["residual"])), {})
-    # one row (8 elements) of lag, one more tensor, 8 pipeline cycles of the MVAU at II 64, 2 beats
-    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [math.ceil((2 + 8 / 64) * 8) + 2]
+    # one row (8 elements) of lag, one more tensor, 8 pipeline cycles of the MVAU at its II (its nonzero
+    # weights: zero tiles are skipped), 2 beats
+    ii = int(res.unit("mm").params["nonzero"].sum())
+    assert ii < 64 and max(cycle_model(res).values()) == ii
+    assert [u.params["depth"] for u in res.units if u.kind == "fifo"] == [math.ceil((2 + 8 / ii) * 8) + 2]
 
 
 @pytest.mark.parametrize("scenario,rounding", [("w4a4", "floor"), ("w8a8", "floor"), ("w4a4", "round")])
@@ -212,3 +217,81 @@ def test_default_fno_goes_below_width_times_resolution(tmp_path):
     f = optimize(df, target_ii=1)  # the floor: the input stream (the lifting MVAU has K = 1)
     assert f.ii_cycles == 64 and not f.target_met
     assert max(cycle_model(elaborate(df, f.layers)).values()) == f.ii_cycles
+
+
+SPARSE_FOLDINGS = [{}, {"mm": {"pe": 2, "simd": 2}}, {"mm": {"pe": 2, "simd": 4}}, {"mm": {"pe": 8, "simd": 2}},
+                   {"mm": {"pe": 4}}]
+
+
+def _walk_roms(unit, x_rows: np.ndarray, simd: int, pe: int) -> np.ndarray:
+    """The MVAU's schedule in Python, read from its ROM images as qpde_mvau.v reads them: per fold,
+    the accumulator starts at the bias and adds the stored tiles' dot products."""
+    from qpde.backends.folded.codegen import clog2, mvau_roms
+
+    p = unit.params
+    words, biases, index = mvau_roms(unit, simd, pe)
+    ns, sb, ww = p["K"] // simd, clog2(p["K"] // simd), p["w_width"]
+    if index is None:  # dense: word f·NS + s
+        index = [f"{(int(s == ns - 1) << sb) | s:x}" for _ in range(p["C"] // pe) for s in range(ns)]
+
+    def lane(word: str, i: int, bits: int) -> int:
+        v = (int(word, 16) >> (i * bits)) & ((1 << bits) - 1)
+        return v - (1 << bits) if v >> (bits - 1) else v
+
+    out = np.zeros((len(x_rows), p["C"]), dtype=object)
+    for r, row in enumerate(x_rows):
+        f, acc = 0, None
+        for word, entry in zip(words, index):
+            s, last = int(entry, 16) & ((1 << sb) - 1), int(entry, 16) >> sb
+            if acc is None:
+                acc = [lane(biases[f], q, p["acc_w"]) if biases else 0 for q in range(pe)]
+            for q in range(pe):
+                acc[q] += sum(lane(word, q * simd + j, ww) * int(row[s * simd + j]) for j in range(simd)) << p["pshift"]
+            if last:
+                out[r, f * pe : (f + 1) * pe] = acc
+                f, acc = f + 1, None
+        assert f == p["C"] // pe  # every fold ended exactly once
+    return p["requant"].apply(out)
+
+
+@pytest.mark.parametrize("folding", SPARSE_FOLDINGS)
+def test_zero_tiles_are_skipped_exactly(folded_graphs, folding):
+    """Zero-tile skipping: the stored tiles, read in the MVAU's order (bias first, a fold without
+    nonzero tiles on one zero word), give the integer model's (= golden's) outputs exactly, and the
+    cycle model counts the stored tiles (at least K/SIMD: the row still comes in whole)."""
+    from qpde.backends.folded.fold import mvau_tiles
+    from tests.folded.conftest import SPARSE_ROWS, sparse_weights
+
+    graph = QGraph(folded_graphs["sparse"])
+    df = build_dataflow(graph)
+    unit = df.unit("mm")
+    assert np.array_equal(unit.params["weights"].astype(np.int64), sparse_weights())
+    par = validate(df, folding)["mm"]
+    simd, pe = par["simd"], par["pe"]
+    tiles = mvau_tiles(unit.params, simd, pe)
+    w = sparse_weights()
+    for f, cols in enumerate(tiles):  # exactly the tiles with a nonzero weight
+        for s in range(12 // simd):
+            assert (s in cols) == bool(w[s * simd : (s + 1) * simd, f * pe : (f + 1) * pe].any())
+    stored = sum(max(1, len(c)) for c in tiles)
+    assert stored < (12 // simd) * (8 // pe)
+    x = random_inputs(graph)
+    codes = int_model.input_codes(graph, df, x)
+    want = int_model.run_unit(df, unit, [codes])[0].reshape(-1, 8)
+    assert np.array_equal(_walk_roms(unit, codes.reshape(-1, 12), simd, pe).astype(np.int64), want)
+    phys = elaborate(df, folding)
+    assert cycle_model(phys)["mm"] == SPARSE_ROWS * max(stored, 12 // simd)
+
+
+def test_zero_tile_counts_at_known_foldings(folded_graphs):
+    """Stored tiles at hand-counted foldings: PE 2 has an all-zero fold (columns 6, 7: one zero word
+    kept), SIMD 2 an all-zero row word (rows 10, 11), and at PE 8 × SIMD 2 the row's 6 input beats
+    outnumber the 5 stored tiles."""
+    from qpde.backends.folded.fold import mvau_row_cycles, mvau_tiles
+
+    unit = build_dataflow(QGraph(folded_graphs["sparse"])).unit("mm")
+    assert mvau_tiles(unit.params, 2, 2) == [[0, 3], [1, 4], [2], []]
+    assert mvau_tiles(unit.params, 4, 2) == [[0, 1], [0, 2], [1], []]  # word 2: rows 8, 9 of mode 1 only
+    assert mvau_tiles(unit.params, 2, 8) == [[0, 1, 2, 3, 4]]
+    assert mvau_row_cycles(unit.params, 2, 2) == 2 + 2 + 1 + 1
+    assert mvau_row_cycles(unit.params, 2, 8) == 6

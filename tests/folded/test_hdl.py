@@ -22,6 +22,8 @@ CASES = [
     ("qpde_dwc", {"W": 4, "LIN": 6, "LOUT": 2, "CW": 2}),
     ("qpde_mvau", {"K": 12, "C": 6, "SIMD": 4, "PE": 3, "IN_W": 4, "IN_SIGNED": 0, "WW": 5, "PSHIFT": 2,
                    "ACC_W": 14, "HAS_BIAS": 1, "OUT_W": 3, "RSHIFT": 0, "LSHIFT": 1, "SB": 2, "FB": 1, "AB": 3}),
+    ("qpde_mvau", {"K": 12, "C": 8, "SIMD": 2, "PE": 2, "IN_W": 4, "WW": 4, "ACC_W": 12, "OUT_W": 5, "SB": 3,
+                   "FB": 2, "NT": 6, "SPARSE": 1, "AB": 3}),  # zero tiles skipped: the index ROM
     ("qpde_add", {"L": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "BSHIFT": 3, "SUM_W": 11, "OUT_W": 5}),
     ("qpde_map", {"L": 3, "IN_W": 9, "OUT_W": 4, "RSHIFT": 3}),
     ("qpde_transpose", {"W": 5, "R": 6, "C": 3, "AB": 5}),
@@ -56,6 +58,7 @@ def _lint(top: str, files: list, params: dict, cwd) -> str:
 def test_units_lint_clean(top, params, tmp_path):
     (tmp_path / "weights.mem").write_text("0\n" * 64)
     (tmp_path / "biases.mem").write_text("0\n" * 64)
+    (tmp_path / "index.mem").write_text("0\n" * 64)
     assert _lint(top, [HDL_DIR / f for f in UNIT_FILES], params, tmp_path) == ""
 
 

@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from qpde.backends.folded.fold import mvau_tiles
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 HDL_DIR = Path(__file__).parent / "hdl"
@@ -43,20 +44,26 @@ def _hex_word(codes, width: int) -> str:
     return f"{word:0{max(1, (len(codes) * width + 3) // 4)}x}"
 
 
-def mvau_roms(unit: Unit, simd: int, pe: int) -> tuple[list[str], list[str] | None]:
-    """ROM images: word f·NS + s holds W[s·SIMD + j][f·PE + p] at lane p·SIMD + j; bias word f
-    holds bias[f·PE + p] at lane p."""
+def mvau_roms(unit: Unit, simd: int, pe: int) -> tuple[list[str], list[str] | None, list[str] | None]:
+    """ROM images. Weights: the stored tiles (fold.mvau_tiles) fold by fold, tile (f, s) one word
+    holding W[s·SIMD + j][f·PE + p] at lane p·SIMD + j. Index (None when no tile is skipped: the
+    dense schedule needs none): per stored word, its input word s, with bit SB set on a fold's last
+    word. Bias word f holds bias[f·PE + p] at lane p."""
     p = unit.params
     w, k, c = p["weights"], p["K"], p["C"]
-    words = []
-    for f in range(c // pe):
-        for s in range(k // simd):
+    tiles = mvau_tiles(p, simd, pe)
+    sb = clog2(k // simd)
+    words, index = [], []
+    for f, cols in enumerate(tiles):
+        cols = cols or [0]  # a fold without nonzero tiles: one zero word, so its outputs still come
+        for i, s in enumerate(cols):
             words.append(_hex_word([w[s * simd + j][f * pe + q] for q in range(pe) for j in range(simd)],
                                    p["w_width"]))
+            index.append(f"{(int(i == len(cols) - 1) << sb) | s:0{(sb + 4) // 4}x}")
     biases = None
     if p["bias"] is not None:
         biases = [_hex_word([p["bias"][f * pe + q] for q in range(pe)], p["acc_w"]) for f in range(c // pe)]
-    return words, biases
+    return words, biases, (index if len(words) < (k // simd) * (c // pe) else None)
 
 
 def _requant_params(rq, out: Stream) -> list[tuple[str, object]]:
@@ -72,16 +79,19 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
     if unit.kind == "mvau":
         x, y = ins[0], outs[0]
         ns, nf = p["K"] // x.lanes, p["C"] // y.lanes
-        words, biases = mvau_roms(unit, x.lanes, y.lanes)
-        wfile, bfile = f"{ident(unit.name)}_w.mem", f"{ident(unit.name)}_b.mem"
+        words, biases, index = mvau_roms(unit, x.lanes, y.lanes)
+        wfile, bfile, ifile = (f"{ident(unit.name)}_{t}.mem" for t in "wbi")
         mem_files[wfile] = words
         if biases is not None:
             mem_files[bfile] = biases
+        if index is not None:
+            mem_files[ifile] = index
         params = [("K", p["K"]), ("C", p["C"]), ("SIMD", x.lanes), ("PE", y.lanes), ("IN_W", x.type.width),
                   ("IN_SIGNED", int(x.type.signed)), ("WW", p["w_width"]), ("PSHIFT", p["pshift"]),
                   ("ACC_W", p["acc_w"]), ("HAS_BIAS", int(biases is not None))] + _requant_params(p["requant"], y) + \
                  [("WEIGHTS", f'"{wfile}"'), ("BIASES", f'"{bfile}"'), ("SB", clog2(ns)), ("FB", clog2(nf)),
-                  ("AB", clog2(ns * nf))]
+                  ("NT", len(words)), ("SPARSE", int(index is not None))] + \
+                 ([("INDEX", f'"{ifile}"')] if index is not None else []) + [("AB", clog2(len(words)))]
         ports = [("s", ins[0]), ("m", y)]
     elif unit.kind == "add":
         a, b, y = ins[0], ins[1], outs[0]

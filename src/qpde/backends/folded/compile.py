@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from qpde.backends.folded.fold import MATMUL_AA_KINDS, in_lanes, matmul_aa_cycles, out_lanes, validate
+from qpde.backends.folded.fold import MATMUL_AA_KINDS, in_lanes, matmul_aa_cycles, mvau_row_cycles, out_lanes, validate
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 FIFO_SLACK_BEATS = 2
@@ -36,8 +36,7 @@ PIPELINE_CYCLES = 8  # per unit on a fork branch's path: registers of the unit a
 def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> int:
     """Cycles per field of a logical unit at its parallelism (converters not counted: a lower bound of II)."""
     if unit.kind == "mvau":
-        p = unit.params
-        return p["rows"] * (p["C"] // par["pe"]) * (p["K"] // par["simd"])
+        return unit.params["rows"] * mvau_row_cycles(unit.params, par["simd"], par["pe"])
     if unit.kind in MATMUL_AA_KINDS:
         return matmul_aa_cycles(unit)
     return streams[unit.outputs[0]].numel // par.get("lanes", 1)

@@ -17,6 +17,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from qpde.backends.folded.graph import Dataflow, Unit
 from qpde.errors import ConfigError
 
@@ -111,13 +113,46 @@ def out_lanes(unit: Unit, par: dict[str, int]) -> int:
     return par["pe"] if unit.kind == "mvau" else par.get("lanes", 1)
 
 
+def mvau_tiles(params: dict, simd: int, pe: int) -> list[list[int]]:
+    """Zero-tile skipping: per output fold f (columns f·PE …), the input words s (rows s·SIMD …) whose
+    SIMD×PE tile of the weight matrix holds a nonzero weight, in order. Only these tiles are stored
+    and iterated; a fold with none still takes one (zero) tile, so its outputs (bias, requantized)
+    are produced like any other's."""
+    k, c = params["K"], params["C"]
+    nonzero = params.get("nonzero")
+    if nonzero is None:
+        nonzero = np.asarray(params["weights"] != 0, dtype=bool)
+    tiles = nonzero.reshape(k // simd, simd, c // pe, pe).any(axis=(1, 3))  # [NS, NF]
+    return [np.flatnonzero(tiles[:, f]).tolist() for f in range(c // pe)]
+
+
+def mvau_stored_tiles(params: dict, simd: int, pe: int) -> int:
+    """ROM words (PE·SIMD weights each) and issue cycles per row: Σ_f max(1, nonzero tiles of fold f)."""
+    return sum(max(1, len(t)) for t in mvau_tiles(params, simd, pe))
+
+
+def mvau_tile_counts(df: Dataflow, unit: Unit) -> dict[str, int]:
+    """An elaborated MVAU's weight tiles: dense (K/SIMD)·(C/PE), stored (zero tiles skipped), and the
+    bits of each tile (PE·SIMD weights)."""
+    p = unit.params
+    simd, pe = df.streams[unit.inputs[0]].lanes, df.streams[unit.outputs[0]].lanes
+    return {"dense": (p["K"] // simd) * (p["C"] // pe), "stored": mvau_stored_tiles(p, simd, pe),
+            "tile_bits": simd * pe * p["w_width"]}
+
+
+def mvau_row_cycles(params: dict, simd: int, pe: int) -> int:
+    """Cycles per input row: the stored tiles, but at least the K/SIMD beats that bring the row in
+    (the double-buffered row is written while the previous one is read)."""
+    return max(mvau_stored_tiles(params, simd, pe), params["K"] // simd)
+
+
 def unit_cycles(df: Dataflow, unit: Unit) -> int:
     """Cycles per field of one unit of an elaborated graph (lanes set on its streams)."""
     p = unit.params
     if unit.kind == "mvau":
         lanes_in = df.streams[unit.inputs[0]].lanes
         lanes_out = df.streams[unit.outputs[0]].lanes
-        return p["rows"] * (p["C"] // lanes_out) * (p["K"] // lanes_in)
+        return p["rows"] * mvau_row_cycles(p, lanes_in, lanes_out)
     if unit.kind in MATMUL_AA_KINDS:
         return matmul_aa_cycles(unit)
     if unit.kind == "dwc":
@@ -143,7 +178,16 @@ def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]
     p = unit.params
     if unit.kind == "mvau":
         window = _window_of(df, unit)
-        return [{**par, "simd": d} for d in _divisors(window.params["C"] if window else p["K"]) if d > par["simd"]] + \
+        simds = _divisors(window.params["C"] if window else p["K"])
+        if _block_sparse(p):
+            # Zero tiles: growing SIMD alone soon makes every word span all blocks (nothing skipped),
+            # while PE and SIMD grown together can keep the tiles inside the blocks (the spectral mix:
+            # PE = SIMD dividing its modes). Every larger (SIMD, PE), fewest multipliers first, then
+            # fewest cycles; optimize keeps the first that is faster.
+            steps = [{"pe": e, "simd": d} for d in simds for e in _divisors(p["C"])
+                     if d >= par["simd"] and e >= par["pe"] and (d, e) != (par["simd"], par["pe"])]
+            return sorted(steps, key=lambda g: (g["pe"] * g["simd"], mvau_row_cycles(p, g["simd"], g["pe"])))
+        return [{**par, "simd": d} for d in simds if d > par["simd"]] + \
             [{**par, "pe": d} for d in _divisors(p["C"]) if d > par["pe"]]
     if unit.kind in ("add", "map"):
         return [{"lanes": d} for d in _divisors(df.streams[unit.outputs[0]].numel) if d > par["lanes"]]
@@ -152,6 +196,15 @@ def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]
     if unit.kind == "transpose":
         return [{"lanes": d} for d in _divisors(math.gcd(p["R"], p["C"])) if d > par["lanes"]]
     return []
+
+
+def _block_sparse(params: dict) -> bool:
+    """At least half the weights are zero (a block-structured matrix: FNO's spectral mix). A few
+    zeros (small weights quantized to 0) keep the dense growth order."""
+    nonzero = params.get("nonzero")
+    if nonzero is None:
+        nonzero = np.asarray(params["weights"] != 0, dtype=bool)
+    return 2 * int(nonzero.sum()) <= nonzero.size
 
 
 def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | None = None,
@@ -184,6 +237,10 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
         # the smallest step that does not make the design slower (a step whose lanes share only a
         # small gcd with a neighbour's would put a slow width converter between them: skip it)
         steps = _grow(df, unit, folding[unit.name]) if unit is not None else []
+        if unit is not None and unit.kind == "mvau":  # an MVAU step must speed the MVAU up (zero tiles:
+            # a larger SIMD or PE alone can leave as many nonzero tiles per row)
+            now = mvau_row_cycles(unit.params, folding[unit.name]["simd"], folding[unit.name]["pe"])
+            steps = [g for g in steps if mvau_row_cycles(unit.params, g["simd"], g["pe"]) < now]
         trial = next((t for t in ({**folding, unit.name: g} for g in steps)
                       if max(cycle_model(elaborate(df, t)).values()) <= ii), None)
         if trial is None:

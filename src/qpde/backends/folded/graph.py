@@ -418,7 +418,8 @@ def _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec
     # at least one bit above a product's width: the MVAU sign-extends products with a non-empty replication
     acc_w = max(bound.bit_length() + 1, w_t.width + (0 if w_t.signed else 1) + x_t.width + 2)
     check_shift(node, acc_w, rq)
-    return {"weights": w, "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w,
+    return {"weights": w, "nonzero": np.asarray(w != 0, dtype=bool),  # zero tiles are skipped (fold.mvau_tiles)
+            "w_width": w_t.width + (0 if w_t.signed else 1), "pshift": pshift, "acc_w": acc_w,
             "bias": bias, "requant": rq}, out_t
 
 

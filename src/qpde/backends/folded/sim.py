@@ -22,7 +22,7 @@ import numpy as np
 from qpde.backends.folded import model
 from qpde.backends.folded.codegen import MEM_DIR, testbench_cpp, write_project
 from qpde.backends.folded.compile import elaborate
-from qpde.backends.folded.fold import cycle_model, validate
+from qpde.backends.folded.fold import cycle_model, mvau_tile_counts, validate
 from qpde.backends.folded.graph import build_dataflow
 from qpde.backends.tools import run_tool
 from qpde.backends.verdict import Verdict, compare
@@ -59,6 +59,8 @@ class FoldedDesign:
     ii_cycles: int | None = None  # measured steady-state cycles per field, rounded
     ii_measured: float | None = None  # the same, unrounded
     units: dict[str, int] = field(default_factory=dict)  # unit kind → count
+    # per MVAU layer: weight tiles (PE·SIMD words) of the dense matrix and those stored (zero tiles skipped)
+    tiles: dict[str, dict[str, int]] = field(default_factory=dict)
     times_s: dict = field(default_factory=dict)
     netlist: str | None = None  # a Yosys netlist of the design for this target ("xc7", "ecp5") plus cell models
 
@@ -104,12 +106,13 @@ def build_folded(source: Path | str | QGraph, out_dir: Path, folding: dict | Non
     kinds: dict[str, int] = {}
     for u in phys.units:
         kinds[u.kind] = kinds.get(u.kind, 0) + 1
+    tiles = {u.name: mvau_tile_counts(phys, u) for u in phys.units if u.kind == "mvau"}
     design = FoldedDesign(
         name=name, out_dir=out_dir, qonnx_path=graph.path.resolve() if graph.path else None, verilog_files=files,
         folding=folding, cycle_model=cycles, predicted_ii=max(cycles.values()), input_type=s_in.type,
         output_type=s_out.type, input_lanes=s_in.lanes, output_lanes=s_out.lanes, n_inputs=s_in.numel,
         n_outputs=s_out.numel, input_width=s_in.lanes * s_in.type.width, output_width=s_out.lanes * s_out.type.width,
-        units=kinds, times_s={"codegen": round(time.perf_counter() - start, 3)})
+        units=kinds, tiles=tiles, times_s={"codegen": round(time.perf_counter() - start, 3)})
     design.save()
     return design
 

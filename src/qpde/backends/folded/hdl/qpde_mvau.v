@@ -1,8 +1,12 @@
 // Matrix-vector unit (FINN's MVAU folding): for every row x[0:K] of the input tensor, y = x @ W
 // with the constant K x C matrix W, SIMD inputs and PE outputs in parallel, (C/PE)(K/SIMD) cycles
 // per row. The input row is double-buffered (one row is written while the other is reused for
-// every output fold). Weights live in a synchronous ROM of NF*NS words of PE*SIMD codes (word
-// f*NS + s holds W[s*SIMD + j][f*PE + p] at lane p*SIMD + j), so Yosys can map it to block RAM.
+// every output fold). Weights live in a synchronous ROM of NT words of PE*SIMD codes, so Yosys can
+// map it to block RAM. Dense (SPARSE = 0): NT = NF*NS, word f*NS + s holds W[s*SIMD + j][f*PE + p]
+// at lane p*SIMD + j. Zero-tile skipping (SPARSE = 1): only the tiles with a nonzero weight are
+// stored, fold by fold (a fold with none keeps one zero tile), and a small index ROM gives each
+// word's input word s and whether it ends its fold; a row then takes max(NT, NS) cycles (NS: the
+// row still comes in whole).
 // The accumulator is exact (ACC_W from the compiler's bound), starts at the bias (already at the
 // accumulator LSB) and is requantized like the next Quant.
 //
@@ -29,7 +33,10 @@ module qpde_mvau #(
     parameter BIASES = "biases.mem",
     parameter SB = 1,           // bits of the input-word counter: 2^SB >= K/SIMD
     parameter FB = 1,           // bits of the output-fold counter: 2^FB >= C/PE
-    parameter AB = 1            // bits of the ROM address: 2^AB >= (K/SIMD)(C/PE)
+    parameter NT = (K / SIMD) * (C / PE),  // stored weight words
+    parameter SPARSE = 0,       // 1: the index ROM lists the stored tiles (zero tiles skipped)
+    parameter INDEX = "index.mem",  // per word: {last of its fold, input word s} (SB + 1 bits)
+    parameter AB = 1            // bits of the ROM address: 2^AB >= NT
 ) (
     input  wire                 clk,
     input  wire                 rst,
@@ -42,25 +49,45 @@ module qpde_mvau #(
 );
     localparam NS = K / SIMD;
     localparam NF = C / PE;
-    localparam integer LAST_SI = NS - 1, LAST_FI = NF - 1;
+    localparam integer LAST_SI = NS - 1, LAST_TI = NT - 1;
     localparam [SB-1:0] LAST_S = LAST_SI[SB-1:0];
-    localparam [FB-1:0] LAST_F = LAST_FI[FB-1:0];
+    localparam [AB-1:0] LAST_T = LAST_TI[AB-1:0];
 
-    reg [PE*SIMD*WW-1:0] rom [0:NF*NS-1];
+    reg [PE*SIMD*WW-1:0] rom [0:NT-1];
     initial $readmemh(WEIGHTS, rom);
 
     // ---- input row, double-buffered ----
     reg [SIMD*IN_W-1:0] rowbuf [0:(2 << SB) - 1];
-    reg [SB-1:0] widx, s;
+    reg [SB-1:0] widx;
     reg [FB-1:0] f;
     reg [AB-1:0] waddr;
-    reg wbank, rbank;
+    reg wbank, rbank, first;
     reg [1:0] full;
     wire adv = !m_valid || m_ready;
     wire issue = adv && full[rbank];
     wire row_in = s_valid && s_ready && widx == LAST_S;
-    wire row_done = issue && s == LAST_S && f == LAST_F;
+    wire row_done = issue && waddr == LAST_T;
     assign s_ready = !full[wbank];
+
+    // the input word of the current weight word, and whether it is its fold's last
+    wire [SB-1:0] s;
+    wire last;
+    generate
+        if (SPARSE) begin : g_sparse
+            reg [SB:0] index [0:NT-1];
+            initial $readmemh(INDEX, index);
+            wire [SB:0] entry = index[waddr];
+            assign s = entry[SB-1:0];
+            assign last = entry[SB];
+        end else begin : g_dense
+            reg [SB-1:0] sc;
+            always @(posedge clk)
+                if (rst) sc <= {SB{1'b0}};
+                else if (issue) sc <= sc == LAST_S ? {SB{1'b0}} : sc + 1'b1;
+            assign s = sc;
+            assign last = sc == LAST_S;
+        end
+    endgenerate
 
     // ---- stage 1: weights, inputs and bias for one (fold, input word) step ----
     reg [PE*SIMD*WW-1:0] wq;
@@ -88,8 +115,8 @@ module qpde_mvau #(
     always @(posedge clk) begin
         if (rst) begin
             widx <= {SB{1'b0}};
-            s <= {SB{1'b0}};
             f <= {FB{1'b0}};
+            first <= 1'b1;
             waddr <= {AB{1'b0}};
             wbank <= 1'b0;
             rbank <= 1'b0;
@@ -107,15 +134,15 @@ module qpde_mvau #(
             if (row_in) full[wbank] <= 1'b1;
             if (row_done) full[rbank] <= 1'b0;
             if (issue) begin
-                s <= s == LAST_S ? {SB{1'b0}} : s + 1'b1;
-                if (s == LAST_S) f <= f == LAST_F ? {FB{1'b0}} : f + 1'b1;
+                if (last) f <= row_done ? {FB{1'b0}} : f + 1'b1;
+                first <= last;
                 waddr <= row_done ? {AB{1'b0}} : waddr + 1'b1;
                 if (row_done) rbank <= !rbank;
             end
             if (adv) begin
                 v1 <= issue;
-                first1 <= s == {SB{1'b0}};
-                last1 <= s == LAST_S;
+                first1 <= first;
+                last1 <= last;
             end
         end
     end
