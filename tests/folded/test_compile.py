@@ -295,3 +295,13 @@ def test_zero_tile_counts_at_known_foldings(folded_graphs):
     assert mvau_tiles(unit.params, 2, 8) == [[0, 1, 2, 3, 4]]
     assert mvau_row_cycles(unit.params, 2, 2) == 2 + 2 + 1 + 1
     assert mvau_row_cycles(unit.params, 2, 8) == 6
+
+
+def test_ii_is_not_measured_from_fewer_than_three_fields():
+    """Regression: a 2-field netlist simulation (benchmarks/folded_scale.py --postsynth-fields 2)
+    crashed on round(NaN); such a run measures the latency only."""
+    from qpde.backends.folded.sim import measure
+
+    stats = np.array([[0, 99], [10, 163], [20, 227], [30, 291]])  # per field: first input, last output cycle
+    assert measure(stats) == (100, 64.0)
+    assert measure(stats[:2]) == (100, None)

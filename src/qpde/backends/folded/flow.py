@@ -71,7 +71,8 @@ def run_folded(graph: QGraph, out_dir: Path, x: np.ndarray, cfg: FoldedConfig) -
         row.update(
             folding=folding_label(folding), rtlsim_samples=verdict.samples,
             rtlsim_mismatches=verdict.mismatching_samples, latency_cycles=verdict.details["latency_cycles"],
-            ii_cycles=round(verdict.details["ii_cycles"]), design=folder.name, target_fps=target,
+            ii_cycles=verdict.details["ii_cycles"] and round(verdict.details["ii_cycles"]), design=folder.name,
+            target_fps=target,
             postsynth_samples=post.samples, postsynth_mismatches=post.mismatching_samples,
             postsynth_seconds=post.details["seconds"],
             note=f"target {target:,.0f} fields/s at {cfg.clock_mhz:g} MHz {met}; latency and II measured in "

@@ -182,12 +182,13 @@ def simulate_codes(design: FoldedDesign, codes: np.ndarray, *, gap_percent: int 
     return raw.reshape(n, design.n_outputs), stats
 
 
-def measure(stats: np.ndarray) -> tuple[int, float]:
-    """(latency of the first field, mean II over the second half of the fields) from a no-stall run."""
+def measure(stats: np.ndarray) -> tuple[int, float | None]:
+    """(latency of the first field, mean II over the second half of the fields) from a no-stall run;
+    II is None (not measured) with fewer than 3 fields: no interval after the pipeline has filled."""
     latency = int(stats[0, 1] - stats[0, 0] + 1)
     last = stats[:, 1]
     half = len(last) // 2
-    ii = float(last[-1] - last[half]) / (len(last) - 1 - half) if len(last) - 1 > half else float("nan")
+    ii = float(last[-1] - last[half]) / (len(last) - 1 - half) if len(last) - 1 > half else None
     return latency, ii
 
 
@@ -212,7 +213,7 @@ def folded_verdict(graph: QGraph, design: FoldedDesign, x: np.ndarray, *, seed: 
         # keep, per sample, an output that differs when either run's does: compare() then counts the union
         shown = got if shown is None else np.where(differs[:, None], got, shown)
     latency, ii = measure(stats)
-    design.latency_cycles, design.ii_measured, design.ii_cycles = latency, ii, round(ii)
+    design.latency_cycles, design.ii_measured, design.ii_cycles = latency, ii, None if ii is None else round(ii)
     design.save()
     return compare("folded-verilator", want, shown, simulator=f"verilator {verilator_version()}",
                    latency_cycles=latency, ii_cycles=ii, predicted_ii=design.predicted_ii,
