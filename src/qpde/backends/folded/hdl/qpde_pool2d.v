@@ -81,7 +81,7 @@ module qpde_pool2d #(
                 if (w == W_LAST) begin
                     odd_col <= !odd_col;
                     if (col_done) begin
-                        pc <= pc == C_LAST ? {CB{1'b0}} : pc + 1'b1;
+                        pc <= COLS == 1 || pc == C_LAST ? {CB{1'b0}} : pc + 1'b1;  // constant: removed
                         if (pc == C_LAST) odd_row <= !odd_row;
                     end
                 end

@@ -81,6 +81,8 @@ module qpde_swu2d #(
     reg [KB-1:0] ki, kj;
     reg [RB-1:0] oi, oj;
     reg [PB-1:0] d;
+    // Counters of a length-1 axis (the L×1 grid's columns, a K×1 window's taps) are written with a
+    // parameter guard: a constant next value that Yosys removes with the register and its compares.
 
     // x + 1 > PAD for x >= PAD: lint calls x >= PAD constant where PAD is 0 (KW = 1, a 1-D window)
     wire [RB-1:0] lo_i = oi + 1'b1 > R_PADH ? oi - R_PADH : {RB{1'b0}};
@@ -105,10 +107,11 @@ module qpde_swu2d #(
     wire [SB-1:0] pslot_next = pslot == S_LAST ? {SB{1'b0}} : pslot + 1'b1;
     wire [SB-1:0] row_sum = rowslot + S_WD;
     wire [SB-1:0] rowslot_next = row_sum >= S_S ? row_sum - S_S : row_sum;
+    wire [SB-1:0] rd = KW == 1 ? rowslot : rslot;  // KW = 1: every tap is a row, rslot = rowslot (removed)
 
     always @(posedge clk) begin
         if (wfire) mem[wslot * (1 << WB) + {{(SB-WB){1'b0}}, ww}] <= s_data;
-        if (emit) m_data <= outside ? {LN*W{1'b0}} : mem[rslot * (1 << WB) + {{(SB-WB){1'b0}}, ow}];
+        if (emit) m_data <= outside ? {LN*W{1'b0}} : mem[rd * (1 << WB) + {{(SB-WB){1'b0}}, ow}];
         if (rst) begin
             m_valid <= 1'b0;
             ww <= {WB{1'b0}};
@@ -133,16 +136,16 @@ module qpde_swu2d #(
             if (emit) begin
                 ow <= ow == W_LAST ? {WB{1'b0}} : ow + 1'b1;
                 if (ow == W_LAST) begin
-                    kj <= kj == KW_LAST ? {KB{1'b0}} : kj + 1'b1;
+                    kj <= KW == 1 || kj == KW_LAST ? {KB{1'b0}} : kj + 1'b1;
                     rslot <= rslot == S_LAST ? {SB{1'b0}} : rslot + 1'b1;
                 end
                 if (row_end) begin
-                    ki <= ki == KH_LAST ? {KB{1'b0}} : ki + 1'b1;
+                    ki <= KH == 1 || ki == KH_LAST ? {KB{1'b0}} : ki + 1'b1;
                     rowslot <= rowslot_next;
                     rslot <= rowslot_next;
                 end
                 if (last_tap) begin
-                    oj <= oj == R_WLAST ? {RB{1'b0}} : oj + 1'b1;
+                    oj <= WD == 1 || oj == R_WLAST ? {RB{1'b0}} : oj + 1'b1;
                     if (oj == R_WLAST) oi <= oi == R_HLAST ? {RB{1'b0}} : oi + 1'b1;
                     pslot <= pslot_next;
                     rowslot <= pslot_next;

@@ -70,7 +70,7 @@ module qpde_upsample2d #(
             if (wfire) begin
                 ww <= ww == W_LAST ? {WB{1'b0}} : ww + 1'b1;
                 if (ww == W_LAST) begin
-                    wc <= wc == C_LAST ? {CB{1'b0}} : wc + 1'b1;
+                    wc <= WD == 1 || wc == C_LAST ? {CB{1'b0}} : wc + 1'b1;  // WD = 1: constant, removed
                     if (wc == C_LAST) wslot <= !wslot;
                 end
             end
@@ -78,7 +78,7 @@ module qpde_upsample2d #(
                 ow <= ow == W_LAST ? {WB{1'b0}} : ow + 1'b1;
                 if (ow == W_LAST) copy <= !copy;
                 if (point_done) begin
-                    oc <= oc == C_LAST ? {CB{1'b0}} : oc + 1'b1;
+                    oc <= WD == 1 || oc == C_LAST ? {CB{1'b0}} : oc + 1'b1;
                     if (oc == C_LAST) pass <= !pass;
                 end
                 if (row_out) rslot <= !rslot;
