@@ -30,14 +30,19 @@ CASES = [
     ("qpde_transpose", {"W": 5, "L": 2, "R": 6, "C": 4, "AB": 4, "LB": 1}),
     ("qpde_transpose", {"W": 3, "L": 3, "R": 6, "C": 9, "AB": 5, "LB": 2}),
     ("qpde_transpose", {"W": 4, "L": 4, "R": 4, "C": 4, "AB": 2, "LB": 2}),
-    ("qpde_swu", {"W": 5, "LN": 1, "C": 1, "L": 16, "K": 3, "PB": 5, "KB": 2, "WB": 1}),
-    ("qpde_swu", {"W": 4, "LN": 3, "C": 6, "L": 9, "K": 5, "PB": 5, "KB": 3, "WB": 1}),
-    ("qpde_pool", {"W": 6, "SIGNED": 1, "LN": 2, "C": 6, "WB": 2}),
-    ("qpde_upsample", {"W": 4, "LN": 1, "C": 5, "WB": 3}),
+    # 1-D units: the 2-D modules on an L×1 grid
+    ("qpde_swu2d", {"W": 5, "LN": 1, "C": 1, "H": 16, "WD": 1, "KH": 3, "KW": 1, "PB": 6, "RB": 6, "KB": 2, "SB": 3,
+                    "WB": 1}),
+    ("qpde_swu2d", {"W": 4, "LN": 3, "C": 6, "H": 9, "WD": 1, "KH": 5, "KW": 1, "PB": 6, "RB": 5, "KB": 3, "SB": 4,
+                    "WB": 1}),
+    ("qpde_pool2d", {"W": 6, "SIGNED": 1, "LN": 2, "C": 6, "WD": 1, "PW": 1, "CB": 1, "WB": 2}),
+    ("qpde_upsample2d", {"W": 4, "LN": 1, "C": 5, "WD": 1, "UW": 1, "CB": 1, "WB": 3}),
     ("qpde_concat", {"LN": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "B_SIGNED": 1, "ASHIFT": 2, "OUT_W": 7, "CA": 4,
                      "CB": 6, "WB": 2, "DA": 4, "DAB": 2, "DB": 5, "DBB": 3}),
-    ("qpde_swu2d", {"W": 4, "LN": 1, "C": 2, "H": 8, "WD": 8, "K": 3, "PB": 8, "RB": 5, "KB": 2, "SB": 6, "WB": 1}),
-    ("qpde_swu2d", {"W": 5, "LN": 2, "C": 6, "H": 4, "WD": 5, "K": 5, "PB": 7, "RB": 5, "KB": 3, "SB": 6, "WB": 2}),
+    ("qpde_swu2d", {"W": 4, "LN": 1, "C": 2, "H": 8, "WD": 8, "KH": 3, "KW": 3, "PB": 8, "RB": 5, "KB": 2, "SB": 6,
+                    "WB": 1}),
+    ("qpde_swu2d", {"W": 5, "LN": 2, "C": 6, "H": 4, "WD": 5, "KH": 5, "KW": 5, "PB": 7, "RB": 5, "KB": 3, "SB": 6,
+                    "WB": 2}),
     ("qpde_pool2d", {"W": 6, "SIGNED": 0, "LN": 2, "C": 4, "WD": 8, "CB": 2, "WB": 1}),
     ("qpde_upsample2d", {"W": 4, "LN": 1, "C": 3, "WD": 4, "CB": 2, "WB": 2}),
     ("qpde_outer", {"M": 3, "K": 5, "P": 1, "AW": 4, "A_SIGNED": 0, "BW": 6, "ACC_W": 15, "OFFSET": "64'sd4", "OUT_W": 5,
@@ -71,3 +76,19 @@ def test_generated_design_is_verilog_2005_and_lint_clean(fno_l1_qonnx, tmp_path)
     proc = subprocess.run(["iverilog", "-g2005", "-o", str(tmp_path / "a.out"), "-s", design.name,
                            *map(str, design.verilog_files)], cwd=mem, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stderr
+
+
+def test_1d_spatial_units_run_on_the_2d_modules(tmp_path):
+    """A 1-D conv window, pool and upsample are the 2-D modules on an L×1 grid (one point a row):
+    the generated top instantiates them so and lints clean (Verilator runs: tests/folded/test_spatial)."""
+    from tests.folded.test_spatial import conv_qonnx, pool_up_concat_qonnx
+
+    graphs = {"conv": conv_qonnx(tmp_path / "conv.onnx"), "mix": pool_up_concat_qonnx(tmp_path / "mix.onnx")}
+    for name, path in graphs.items():
+        design = build_folded(QGraph(path), tmp_path / name)
+        top = design.verilog_files[0].read_text()
+        assert not any(f"qpde_{k} " in top for k in ("swu", "pool", "upsample"))
+        modules = ["qpde_swu2d"] if name == "conv" else ["qpde_pool2d", "qpde_upsample2d"]
+        for m in modules:
+            assert f"    {m} #(" in top and ".WD(1)" in top.split(f"    {m} #(")[1].split(");")[0]
+        assert _lint(design.name, design.verilog_files, {}, tmp_path / name / "src" / "memfiles") == ""

@@ -14,12 +14,14 @@ from pathlib import Path
 
 from qpde.backends.folded.fold import mvau_tiles
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
+from qpde.backends.folded.model import SPATIAL_KINDS, grid2d
 
 HDL_DIR = Path(__file__).parent / "hdl"
 UNIT_FILES = ("qpde_requant.v", "qpde_fifo.v", "qpde_fork.v", "qpde_dwc.v", "qpde_mvau.v", "qpde_add.v",
               "qpde_map.v", "qpde_transpose.v", "qpde_outer.v", "qpde_mvau_stream.v")
-UNIT_FILES += ("qpde_swu.v", "qpde_pool.v", "qpde_upsample.v", "qpde_concat.v",  # spatial units
-               "qpde_swu2d.v", "qpde_pool2d.v", "qpde_upsample2d.v")
+UNIT_FILES += ("qpde_swu2d.v", "qpde_pool2d.v", "qpde_upsample2d.v", "qpde_concat.v")  # spatial units
+# 1-D spatial units run on the 2-D modules as an L×1 grid (model.grid2d)
+MODULES = {"swu": "qpde_swu2d", "pool": "qpde_pool2d", "upsample": "qpde_upsample2d"}
 MEM_DIR = Path("src") / "memfiles"  # relative to out_dir; qpde.backends.rtl.synth copies it beside the Verilog
 
 
@@ -124,7 +126,7 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         ratio = max(x.lanes, y.lanes) // min(x.lanes, y.lanes)
         params = [("W", x.type.width), ("LIN", x.lanes), ("LOUT", y.lanes), ("CW", clog2(ratio))]
         ports = [("s", x), ("m", y)]
-    elif unit.kind in ("swu", "pool", "upsample", "concat", "swu2d", "pool2d", "upsample2d"):
+    elif unit.kind in SPATIAL_KINDS:
         params, ports = _spatial_instance(unit, ins, outs)
     else:
         raise ValueError(f"no Verilog for unit kind {unit.kind!r}")
@@ -134,8 +136,9 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
         w = wire(st.name)
         conns += [f"        .{prefix}_valid({w}_valid)", f"        .{prefix}_ready({w}_ready)",
                   f"        .{prefix}_data({w}_data)"]
+    module = MODULES.get(unit.kind, f"qpde_{unit.kind}")
     return (f"    // {unit.kind} {unit.name}" + (f" ({', '.join(unit.nodes)})" if unit.nodes else "") + "\n"
-            f"    qpde_{unit.kind} #(\n{plist}\n    ) u_{ident(unit.name)} (\n" + ",\n".join(conns) + "\n    );\n")
+            f"    {module} #(\n{plist}\n    ) u_{ident(unit.name)} (\n" + ",\n".join(conns) + "\n    );\n")
 
 
 def _matmul_aa_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tuple[list, list]:
@@ -154,35 +157,27 @@ def _matmul_aa_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tu
 
 
 def _spatial_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tuple[list, list]:
-    """Parameters and ports of the 1-D spatial units (hdl/qpde_swu.v, _pool, _upsample, _concat)."""
+    """Parameters and ports of the spatial units (hdl/qpde_swu2d.v, _pool2d, _upsample2d on the grid
+    of model.grid2d, and _concat)."""
     p, x, y = unit.params, ins[0], outs[0]
     ln = y.lanes
-    if unit.kind == "swu":
-        k, nw = p["K"], p["C"] // ln
-        kb = clog2(k + 1)
-        wb = clog2(nw)
-        params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("L", p["L"]), ("K", k),
-                  ("PB", max(clog2(p["L"] + k + 1), kb + 1)), ("KB", kb), ("WB", wb)]
-        return params, [("s", x), ("m", y)]
-    if unit.kind == "swu2d":
-        k, nw, h, wd = p["K"], p["C"] // ln, p["H"], p["W"]
-        slots = (k - 1) * wd + k + 1
-        kb, wb = clog2(k), clog2(nw)
-        rb = max(clog2(max(h, wd) + k + 1), kb) + 1
-        params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("H", h), ("WD", wd), ("K", k),
-                  ("PB", max(clog2(h * wd + slots + 1), rb) + 1), ("RB", rb), ("KB", kb),
+    if unit.kind != "concat":
+        h, wd, fh, fw = grid2d(unit)
+        nw = p["C"] // ln
+    if unit.kind in ("swu", "swu2d"):
+        slots = (fh - 1) * wd + fw + 1
+        kb, wb = clog2(max(fh, fw)), clog2(nw)
+        rb = max(clog2(max(h, wd) + max(fh, fw) + 1), kb) + 1
+        params = [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("H", h), ("WD", wd), ("KH", fh),
+                  ("KW", fw), ("PB", max(clog2(h * wd + slots + 1), rb) + 1), ("RB", rb), ("KB", kb),
                   ("SB", max(clog2(2 * slots), wb + 1)), ("WB", wb)]
         return params, [("s", x), ("m", y)]
-    if unit.kind in ("pool2d", "upsample2d"):
-        cols = p["W"] // 2 if unit.kind == "pool2d" else p["W"]
-        signed = [("SIGNED", int(x.type.signed))] if unit.kind == "pool2d" else []
-        return [("W", x.type.width)] + signed + [("LN", ln), ("C", p["C"]), ("WD", p["W"]), ("CB", clog2(cols)),
-                                                 ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]
-    if unit.kind == "pool":
-        return [("W", x.type.width), ("SIGNED", int(x.type.signed)), ("LN", ln), ("C", p["C"]),
-                ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]
-    if unit.kind == "upsample":
-        return [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("WB", clog2(p["C"] // ln))], [("s", x), ("m", y)]
+    if unit.kind in ("pool", "pool2d"):
+        return [("W", x.type.width), ("SIGNED", int(x.type.signed)), ("LN", ln), ("C", p["C"]), ("WD", wd),
+                ("PW", fw), ("CB", clog2(wd // fw)), ("WB", clog2(nw))], [("s", x), ("m", y)]
+    if unit.kind in ("upsample", "upsample2d"):
+        return [("W", x.type.width), ("LN", ln), ("C", p["C"]), ("WD", wd), ("UW", fw), ("CB", clog2(wd)),
+                ("WB", clog2(nw))], [("s", x), ("m", y)]
     a, b = ins
     params = [("LN", ln), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)), ("BW", b.type.width),
               ("B_SIGNED", int(b.type.signed)), ("ASHIFT", p["ashift"]), ("BSHIFT", p["bshift"]),

@@ -79,36 +79,37 @@ def run_values(graph: QGraph, df: Dataflow, x: np.ndarray) -> np.ndarray:
     return out.reshape(len(out), *graph.output_shape[1:])
 
 
-# ---- 1-D spatial units on channels-last streams [n, L·C] (point-major) ----------------------------
+# ---- spatial units on channels-last streams [n, points·C] (point-major, raster order) -------------
 SPATIAL_KINDS = ("swu", "pool", "upsample", "concat", "swu2d", "pool2d", "upsample2d")
+
+
+def grid2d(unit: Unit) -> tuple[int, int, int, int]:
+    """(rows, columns, factor along the rows, factor along the columns) of a swu/pool/upsample unit,
+    the factor being the window size K or the pooling/upsampling 2. A 1-D field of L points is the
+    L×1 grid (one point a row) with its factor along the rows only: the one 2-D hdl unit of each kind
+    runs both (codegen), and these models are the same arithmetic."""
+    p = unit.params
+    f = p["K"] if unit.kind in ("swu", "swu2d") else 2
+    return (p["H"], p["W"], f, f) if unit.kind.endswith("2d") else (p["L"], 1, f, 1)
 
 
 def run_spatial(unit: Unit, args: list[np.ndarray]) -> np.ndarray:
     p = unit.params
     n = len(args[0])
-    if unit.kind == "swu":  # per output point: K points (zero codes outside the field) × C channels
-        x = np.asarray(args[0]).reshape(n, p["L"], p["C"])
-        padded = np.zeros((n, p["L"] + 2 * p["pad"], p["C"]), dtype=x.dtype)
-        padded[:, p["pad"] : p["pad"] + p["L"]] = x
-        win = np.stack([padded[:, k : k + p["L"]] for k in range(p["K"])], axis=2)  # [n, L, K, C]
+    if unit.kind != "concat":
+        h, w, fh, fw = grid2d(unit)
+        x = np.asarray(args[0]).reshape(n, h, w, p["C"])
+    if unit.kind in ("swu", "swu2d"):  # per output point: taps (ki, kj) in raster order (zero codes
+        # outside the grid), then channels
+        ph, pw = fh // 2, fw // 2
+        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, p["C"]), dtype=x.dtype)
+        padded[:, ph : ph + h, pw : pw + w] = x
+        win = np.stack([padded[:, i : i + h, j : j + w] for i in range(fh) for j in range(fw)], axis=3)
         return win.reshape(n, -1)
-    if unit.kind == "pool":
-        return np.asarray(args[0]).reshape(n, p["L"] // 2, 2, p["C"]).max(axis=2).reshape(n, -1)
-    if unit.kind == "upsample":
-        return np.repeat(np.asarray(args[0]).reshape(n, p["L"], p["C"]), 2, axis=1).reshape(n, -1)
-    if unit.kind == "swu2d":  # raster order of points; window taps (ki, kj) in raster order, then channels
-        h, w, c, k, pad = p["H"], p["W"], p["C"], p["K"], p["pad"]
-        x = np.asarray(args[0]).reshape(n, h, w, c)
-        padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
-        padded[:, pad : pad + h, pad : pad + w] = x
-        win = np.stack([padded[:, i : i + h, j : j + w] for i in range(k) for j in range(k)], axis=3)
-        return win.reshape(n, -1)
-    if unit.kind == "pool2d":
-        x = np.asarray(args[0]).reshape(n, p["H"] // 2, 2, p["W"] // 2, 2, p["C"])
-        return x.max(axis=(2, 4)).reshape(n, -1)
-    if unit.kind == "upsample2d":
-        x = np.asarray(args[0]).reshape(n, p["H"], p["W"], p["C"])
-        return np.repeat(np.repeat(x, 2, axis=1), 2, axis=2).reshape(n, -1)
+    if unit.kind in ("pool", "pool2d"):
+        return x.reshape(n, h // fh, fh, w // fw, fw, p["C"]).max(axis=(2, 4)).reshape(n, -1)
+    if unit.kind in ("upsample", "upsample2d"):
+        return np.repeat(np.repeat(x, fh, axis=1), fw, axis=2).reshape(n, -1)
     if unit.kind == "concat":
         a = np.asarray(args[0]).astype(np.int64).reshape(n, p["L"], p["CA"]) << p["ashift"]
         b = np.asarray(args[1]).astype(np.int64).reshape(n, p["L"], p["CB"]) << p["bshift"]
