@@ -80,8 +80,8 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def finn_comparison(cfg, out: Path, variants) -> list[dict]:
-    """(d) per variant: the folded design built for [finn] target_fps against FINN's estimate for the
+def finn_comparison(cfg, out: Path, variants: dict[str, str]) -> list[dict]:
+    """(d) per variant (→ its FINN row's note in results.csv): the folded design built for [finn] target_fps against FINN's estimate for the
     same QONNX model and target. FINN assumes [hls] clock_period_ns, the folded optimizer [folded]
     clock_mhz: different clocks give different cycle budgets for the same fields/s, so they must agree.
     FINN's total leaves out the layers it has no resource model for (they report 0): each row lists
@@ -99,7 +99,8 @@ def finn_comparison(cfg, out: Path, variants) -> list[dict]:
     rows = []
     for variant in sorted(variants):
         bits = out / "bitstreams" / variant
-        finn = json.loads((bits / "finn.json").read_text())
+        finn_file = bits / "finn.json"  # absent when the FINN step failed (not installed, crashed)
+        finn = json.loads(finn_file.read_text()) if finn_file.is_file() else {"note": variants[variant]}
         row = {"variant": variant, "target_fps": cfg.finn.target_fps, "clock_mhz": cfg.folded.clock_mhz,
                "finn_lut": finn.get("lut"), "finn_bram": finn.get("bram"), "finn_ii": finn.get("ii_cycles"),
                "finn_estimate": finn.get("estimate"), "finn_note": finn.get("note", ""),
@@ -192,7 +193,7 @@ def main() -> None:
     if finn_rows.empty:
         print("  no FINN row in this sweep: add finn to --backends with [finn] target_fps equal to a [folded] "
               "target (install: scripts/install_finn.sh)")
-    for row in finn_comparison(cfg, args.out, finn_rows["variant"].unique()):
+    for row in finn_comparison(cfg, args.out, dict(zip(finn_rows["variant"], finn_rows["note"].fillna("")))):
         print_finn_row(row)
     variant = Variant.parse(folded["variant"].iloc[0])
     print(f"(sweep {args.out}, {variant.dataset} {variant.arch} r{variant.resolution})")

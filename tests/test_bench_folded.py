@@ -41,7 +41,7 @@ def _artifacts(out: Path, *, folded_targets=(1e6,), per_layer=None) -> None:
 def test_ratio_at_the_finn_target_lists_layers_without_a_resource_model(bench, tmp_path):
     cfg = load_config("hardware-folded")
     _artifacts(tmp_path, folded_targets=(2e5, 1e6, 3e6))
-    [row] = bench.finn_comparison(cfg, tmp_path, [VARIANT])
+    [row] = bench.finn_comparison(cfg, tmp_path, {VARIANT: ""})
     assert row["folded_lut"] == 301 and row["folded_design"] == "ii100"  # the 1e6 design, not the others
     assert row["ratio"] == 301 / 400
     assert row["finn_no_model"] == ["DuplicateStreams_hls_0", "InnerShuffle_rtl_0"]
@@ -50,7 +50,7 @@ def test_ratio_at_the_finn_target_lists_layers_without_a_resource_model(bench, t
 def test_no_folded_design_at_the_target_gives_no_ratio(bench, tmp_path):
     cfg = load_config("hardware-folded")
     _artifacts(tmp_path, folded_targets=(2e5,))
-    [row] = bench.finn_comparison(cfg, tmp_path, [VARIANT])
+    [row] = bench.finn_comparison(cfg, tmp_path, {VARIANT: ""})
     assert row["ratio"] is None and row["folded_note"] == "no folded design at this target"
 
 
@@ -60,7 +60,7 @@ def test_different_clocks_are_refused(bench, tmp_path):
     cfg = dataclasses.replace(cfg, hls=dataclasses.replace(cfg.hls, clock_period_ns=5.0))
     _artifacts(tmp_path)
     with pytest.raises(SystemExit, match="clock_period_ns = 10"):
-        bench.finn_comparison(cfg, tmp_path, [VARIANT])
+        bench.finn_comparison(cfg, tmp_path, {VARIANT: ""})
 
 
 def test_finn_target_not_among_the_folded_targets_is_refused(bench, tmp_path):
@@ -68,4 +68,12 @@ def test_finn_target_not_among_the_folded_targets_is_refused(bench, tmp_path):
     cfg = dataclasses.replace(cfg, finn=dataclasses.replace(cfg.finn, target_fps=123))
     _artifacts(tmp_path)
     with pytest.raises(SystemExit, match="target_fps 123"):
-        bench.finn_comparison(cfg, tmp_path, [VARIANT])
+        bench.finn_comparison(cfg, tmp_path, {VARIANT: ""})
+
+
+def test_failed_finn_step_gives_a_row_with_its_note(bench, tmp_path):
+    cfg = load_config("hardware-folded")
+    _artifacts(tmp_path)
+    (tmp_path / "bitstreams" / VARIANT / "finn.json").unlink()
+    [row] = bench.finn_comparison(cfg, tmp_path, {VARIANT: "FINN not installed"})
+    assert row["ratio"] is None and row["finn_note"] == "FINN not installed"
