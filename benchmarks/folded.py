@@ -105,7 +105,8 @@ def finn_comparison(cfg, out: Path, variants: dict[str, str]) -> list[dict]:
                "finn_lut": finn.get("lut"), "finn_bram": finn.get("bram"), "finn_ii": finn.get("ii_cycles"),
                "finn_estimate": finn.get("estimate"), "finn_note": finn.get("note", ""),
                "finn_no_model": [p["layer"] for p in finn.get("per_layer", [])
-                                 if not any(p.get(k) for k in ("lut", "bram", "uram", "dsp"))]}
+                                 if not any(p.get(k) for k in ("lut", "bram", "uram", "dsp"))],
+               "finn_float32": [p["layer"] for p in finn.get("per_layer", []) if p.get("float32")]}
         folded_file = bits / "folded.json"
         designs = json.loads(folded_file.read_text())["designs"] if folded_file.is_file() else []
         same = [d for d in designs if d.get("target_fps") is not None
@@ -133,6 +134,9 @@ def print_finn_row(row: dict) -> None:
     if row["finn_no_model"]:
         print(f"    FINN has no resource model for {len(row['finn_no_model'])} layers (0 in its total, so the "
               f"ratio is against an underestimate): {', '.join(row['finn_no_model'])}")
+    if row["finn_float32"]:
+        print(f"    FINN keeps {len(row['finn_float32'])} layers in float32 (scale/bias ops it could not absorb): "
+              f"{', '.join(row['finn_float32'])}")
 
 
 def main() -> None:

@@ -28,7 +28,8 @@ def _artifacts(out: Path, *, folded_targets=(1e6,), per_layer=None) -> None:
     bits.mkdir(parents=True)
     layers = per_layer or [
         {"layer": "MVAU_hls_0", "lut": 342, "bram": 1, "uram": 0, "dsp": 0},
-        {"layer": "DuplicateStreams_hls_0", "lut": 0, "bram": 0, "uram": 0, "dsp": 0},
+        {"layer": "DuplicateStreams_hls_0", "lut": 0, "bram": 0, "uram": 0, "dsp": 0, "float32": False},
+        {"layer": "ElementwiseMul_hls_0", "lut": 90, "bram": 0, "uram": 0, "dsp": 0, "float32": True},
         {"layer": "InnerShuffle_rtl_0", "lut": 0, "bram": 0, "uram": 0, "dsp": 0},
     ]
     (bits / "finn.json").write_text(json.dumps({"lut": 400, "bram": 1, "ii_cycles": 96, "estimate": True,
@@ -45,6 +46,7 @@ def test_ratio_at_the_finn_target_lists_layers_without_a_resource_model(bench, t
     assert row["folded_lut"] == 301 and row["folded_design"] == "ii100"  # the 1e6 design, not the others
     assert row["ratio"] == 301 / 400
     assert row["finn_no_model"] == ["DuplicateStreams_hls_0", "InnerShuffle_rtl_0"]
+    assert row["finn_float32"] == ["ElementwiseMul_hls_0"]
 
 
 def test_no_folded_design_at_the_target_gives_no_ratio(bench, tmp_path):
