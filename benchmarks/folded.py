@@ -102,7 +102,7 @@ def finn_comparison(cfg, out: Path, variants: dict[str, str]) -> list[dict]:
         finn_file = bits / "finn.json"  # absent when the FINN step failed (not installed, crashed)
         finn = json.loads(finn_file.read_text()) if finn_file.is_file() else {"note": variants[variant]}
         row = {"variant": variant, "target_fps": cfg.finn.target_fps, "clock_mhz": cfg.folded.clock_mhz,
-               "finn_lut": finn.get("lut"), "finn_bram": finn.get("bram"), "finn_ii": finn.get("ii_cycles"),
+               "finn_lut": finn.get("lut"), "finn_bram": finn.get("bram"), "finn_dsp": finn.get("dsp"), "finn_ii": finn.get("ii_cycles"),
                "finn_estimate": finn.get("estimate"), "finn_note": finn.get("note", ""),
                "finn_no_model": [p["layer"] for p in finn.get("per_layer", [])
                                  if not any(p.get(k) for k in ("lut", "bram", "uram", "dsp"))],
@@ -112,7 +112,7 @@ def finn_comparison(cfg, out: Path, variants: dict[str, str]) -> list[dict]:
         same = [d for d in designs if d.get("target_fps") is not None
                 and abs(d["target_fps"] - cfg.finn.target_fps) <= 1e-6 * cfg.finn.target_fps]
         design = same[0] if same else None
-        row.update(folded_lut=design and design.get("lut"), folded_bram=design and design.get("bram"),
+        row.update(folded_lut=design and design.get("lut"), folded_bram=design and design.get("bram"), folded_dsp=design and design.get("dsp"),
                    folded_ii=design and design.get("ii_cycles"), folded_design=design and design.get("design"),
                    folded_note=design.get("note", "") if design else "no folded design at this target")
         row["ratio"] = (row["folded_lut"] / row["finn_lut"]
@@ -128,8 +128,8 @@ def print_finn_row(row: dict) -> None:
                else f"folded: {row['folded_note']}")
         print(f"{head} no ratio ({why})")
         return
-    print(f"{head} folded {row['folded_lut']:>7,} LUT (BRAM {row['folded_bram']}, II {row['folded_ii']} measured), "
-          f"FINN {row['finn_lut']:>7,.0f} LUT (BRAM {row['finn_bram']}, II {row['finn_ii']} estimated): "
+    print(f"{head} folded {row['folded_lut']:>7,} LUT (DSP {row['folded_dsp']}, BRAM {row['folded_bram']}, II {row['folded_ii']} measured), "
+          f"FINN {row['finn_lut']:>7,.0f} LUT (DSP {row['finn_dsp']}, BRAM {row['finn_bram']}, II {row['finn_ii']} estimated): "
           f"ratio {row['ratio']:.2f}")
     if row["finn_no_model"]:
         print(f"    FINN has no resource model for {len(row['finn_no_model'])} layers (0 in its total, so the "

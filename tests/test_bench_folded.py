@@ -79,3 +79,12 @@ def test_failed_finn_step_gives_a_row_with_its_note(bench, tmp_path):
     (tmp_path / "bitstreams" / VARIANT / "finn.json").unlink()
     [row] = bench.finn_comparison(cfg, tmp_path, {VARIANT: "FINN not installed"})
     assert row["ratio"] is None and row["finn_note"] == "FINN not installed"
+
+
+def test_printed_row_names_the_caveats(bench, tmp_path, capsys):
+    cfg = load_config("hardware-folded")
+    _artifacts(tmp_path)
+    [row] = bench.finn_comparison(cfg, tmp_path, {VARIANT: ""})
+    bench.print_finn_row(row)
+    text = capsys.readouterr().out
+    assert "ratio 0.75" in text and "no resource model for 2 layers" in text and "float32" in text
