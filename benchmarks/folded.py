@@ -8,12 +8,15 @@ Runs (or reads) a sweep with the folded backend and prints, from that one run:
 (c) accuracy-matched speed-up: placed fields/s (ECP5 Fmax / measured II) over the finite-volume
     solver on this CPU (1 thread, batched) at the coarsest grid whose one-step nRMSE is at most the
     model's (same test fields, same reference grid, same metric);
-(d) folded LUTs over FINN's analytic LUT estimate at the same target fields/s, where FINN ran
-    (--backends …,finn with [finn] target_fps equal to a folded target).
+(d) folded xc7 LUTs over FINN's analytic LUT estimate for the same QONNX model at the same target
+    fields/s and clock, where FINN converted it ([finn] target_fps must be one of [folded] target_fps
+    and [hls] clock_period_ns, FINN's clock, must match [folded] clock_mhz); each row lists the FINN
+    layers without a resource model (0 in FINN's total: the ratio is then against an underestimate).
 
-Usage: .venv/bin/python benchmarks/folded.py [--config hardware-folded] [--out DIR]
-(the embedded `hardware-folded` config builds the hardware FNO with rtl and folded backends; the
-default run's results work too: --config quick --out <its folder>). Ratios from this one run.
+Usage: .venv/bin/python benchmarks/folded.py [--config hardware-folded] [--out DIR] [--backends rtl,folded,finn]
+(the embedded `hardware-folded` config builds the hardware FNO with the rtl, folded and finn backends;
+the default run's results work too: --config quick --out <its folder>). The sweep is run (or resumed
+from its cache) first; ratios from this one run.
 Paper-scale models (no data set or training needed), one design at a time with resume:
 benchmarks/folded_scale.py.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qpde.config import Variant, load_config
+from qpde.config import Variant, load_config, with_overrides
 from qpde.pipeline import Sweep, run_sweep
 
 
@@ -77,16 +80,75 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def finn_comparison(cfg, out: Path, variants: dict[str, str]) -> list[dict]:
+    """(d) per variant (→ its FINN row's note in results.csv): the folded design built for [finn] target_fps against FINN's estimate for the
+    same QONNX model and target. FINN assumes [hls] clock_period_ns, the folded optimizer [folded]
+    clock_mhz: different clocks give different cycle budgets for the same fields/s, so they must agree.
+    FINN's total leaves out the layers it has no resource model for (they report 0): each row lists
+    them, since the ratio is then against an underestimate."""
+    if not len(variants):
+        return []
+    finn_mhz = 1000.0 / cfg.hls.clock_period_ns
+    if abs(finn_mhz - cfg.folded.clock_mhz) > 1e-6 * cfg.folded.clock_mhz:
+        raise SystemExit(f"(d) needs one clock: FINN assumes {finn_mhz:g} MHz ([hls] clock_period_ns "
+                         f"{cfg.hls.clock_period_ns:g}), the folded optimizer {cfg.folded.clock_mhz:g} MHz "
+                         f"([folded] clock_mhz); set clock_period_ns = {1000.0 / cfg.folded.clock_mhz:g}")
+    if not any(abs(t - cfg.finn.target_fps) <= 1e-6 * t for t in cfg.folded.target_fps):
+        raise SystemExit(f"(d) needs [finn] target_fps {cfg.finn.target_fps:,} among [folded] target_fps "
+                         f"{list(cfg.folded.target_fps)}")
+    rows = []
+    for variant in sorted(variants):
+        bits = out / "bitstreams" / variant
+        finn_file = bits / "finn.json"  # absent when the FINN step failed (not installed, crashed)
+        finn = json.loads(finn_file.read_text()) if finn_file.is_file() else {"note": variants[variant]}
+        row = {"variant": variant, "target_fps": cfg.finn.target_fps, "clock_mhz": cfg.folded.clock_mhz,
+               "finn_lut": finn.get("lut"), "finn_bram": finn.get("bram"), "finn_dsp": finn.get("dsp"), "finn_ii": finn.get("ii_cycles"),
+               "finn_estimate": finn.get("estimate"), "finn_note": finn.get("note", ""),
+               "finn_no_model": [p["layer"] for p in finn.get("per_layer", [])
+                                 if not any(p.get(k) for k in ("lut", "bram", "uram", "dsp"))],
+               "finn_float32": [p["layer"] for p in finn.get("per_layer", []) if p.get("float32")]}
+        folded_file = bits / "folded.json"
+        designs = json.loads(folded_file.read_text())["designs"] if folded_file.is_file() else []
+        same = [d for d in designs if d.get("target_fps") is not None
+                and abs(d["target_fps"] - cfg.finn.target_fps) <= 1e-6 * cfg.finn.target_fps]
+        design = same[0] if same else None
+        row.update(folded_lut=design and design.get("lut"), folded_bram=design and design.get("bram"), folded_dsp=design and design.get("dsp"),
+                   folded_ii=design and design.get("ii_cycles"), folded_design=design and design.get("design"),
+                   folded_note=design.get("note", "") if design else "no folded design at this target")
+        row["ratio"] = (row["folded_lut"] / row["finn_lut"]
+                        if row["folded_lut"] is not None and row["finn_lut"] else None)
+        rows.append(row)
+    return rows
+
+
+def print_finn_row(row: dict) -> None:
+    head = f"  {row['variant']:26s} at {row['target_fps']:,.0f} fields/s, {row['clock_mhz']:g} MHz:"
+    if row["ratio"] is None:
+        why = (f"FINN: {row['finn_note']}" if not row["finn_lut"]
+               else f"folded: {row['folded_note']}")
+        print(f"{head} no ratio ({why})")
+        return
+    print(f"{head} folded {row['folded_lut']:>7,} LUT (DSP {row['folded_dsp']}, BRAM {row['folded_bram']}, II {row['folded_ii']} measured), "
+          f"FINN {row['finn_lut']:>7,.0f} LUT (DSP {row['finn_dsp']}, BRAM {row['finn_bram']}, II {row['finn_ii']} estimated): "
+          f"ratio {row['ratio']:.2f}")
+    if row["finn_no_model"]:
+        print(f"    FINN has no resource model for {len(row['finn_no_model'])} layers (0 in its total, so the "
+              f"ratio is against an underestimate): {', '.join(row['finn_no_model'])}")
+    if row["finn_float32"]:
+        print(f"    FINN keeps {len(row['finn_float32'])} layers in float32 (scale/bias ops it could not absorb): "
+              f"{', '.join(row['finn_float32'])}")
+
+
 def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="hardware-folded")
     parser.add_argument("--out", type=Path, default=Path("bench-out/folded"))
+    parser.add_argument("--backends", help="comma list overriding the config's (e.g. folded,finn)")
     args = parser.parse_args()
-    cfg = load_config(args.config)
-    if not (args.out / "results.csv").exists():
-        run_sweep(cfg, args.out, executor="local")
+    cfg = with_overrides(load_config(args.config), backends=args.backends)
+    run_sweep(cfg, args.out, executor="local")  # every step is cached: a rerun redoes only what changed
     torch.set_num_threads(1)
     df = pd.read_csv(args.out / "results.csv")
     folded = df[df["backend"] == "folded"]
@@ -130,20 +192,13 @@ def main() -> None:
     if placed.empty:
         print("  no placed folded design (ECP5 P&R) in this sweep")
 
-    print("(d) folded xc7 LUTs / FINN's analytic LUT estimate at the same target fields/s   [goal ≤ 1.0]")
-    finn = df[(df["backend"] == "finn") & df["lut"].notna()]
-    if finn.empty:
-        print("  no FINN LUT estimate in this sweep: FINN did not run or did not convert the model (its rows' "
-              "notes say which; install: scripts/install_finn.sh; add finn to backends with [finn] target_fps "
-              "equal to a [folded] target)")
-    for _, estimate in finn.iterrows():
-        designs = json.loads((args.out / "bitstreams" / estimate["variant"] / "folded.json").read_text())["designs"]
-        same = [d for d in designs if d.get("target_fps") == cfg.finn.target_fps and d.get("lut")]
-        for design in same:
-            print(f"  {estimate['variant']:26s} at {cfg.finn.target_fps:,.0f} fields/s: folded {design['lut']:,} LUTs, "
-                  f"FINN estimate {estimate['lut']:,.0f}: ratio {design['lut'] / estimate['lut']:.2f}")
-        if not same:
-            print(f"  {estimate['variant']}: no folded design at [finn] target_fps {cfg.finn.target_fps:,.0f}")
+    print("(d) folded xc7 LUTs / FINN's analytic LUT estimate at the same target fields/s and clock   [goal ≤ 1.0]")
+    finn_rows = df[df["backend"] == "finn"]
+    if finn_rows.empty:
+        print("  no FINN row in this sweep: add finn to --backends with [finn] target_fps equal to a [folded] "
+              "target (install: scripts/install_finn.sh)")
+    for row in finn_comparison(cfg, args.out, dict(zip(finn_rows["variant"], finn_rows["note"].fillna("")))):
+        print_finn_row(row)
     variant = Variant.parse(folded["variant"].iloc[0])
     print(f"(sweep {args.out}, {variant.dataset} {variant.arch} r{variant.resolution})")
 
