@@ -101,22 +101,40 @@ def test_default_quick_fno_has_no_layer_over_the_unroll_limit():
 
 
 def test_hls_folding_follows_the_folded_backends_optimizer(tiny_qonnx, tmp_path):
-    """[hls] target_fps: each Dense gets at most the multipliers (PE·SIMD) the folded RTL backend's
-    optimizer gives its MatMul for the same fields/s at the project's clock, with a valid RF."""
+    """[hls] target_fps: each Dense gets at most the multipliers that iterate its dense matrix in the
+    cycles per row of the folded RTL backend's MVAU for the same fields/s at the project's clock
+    (PE·SIMD for a dense matrix; more where the MVAU skips zero tiles), with a valid RF."""
     from qpde.backends.folded import build_dataflow, optimize
+    from qpde.backends.folded.fold import mvau_row_cycles
 
     _, path = tiny_qonnx("w4a8")
     graph = QGraph(path)
     cfg = replace(HLSConfig(), target_fps=2e6)  # 200 MHz: 100 cycles per field
-    folded = optimize(build_dataflow(graph), target_fps=2e6, clock_mhz=200.0)
+    df = build_dataflow(graph)
+    folded = optimize(df, target_fps=2e6, clock_mhz=200.0)
     assert folded.target_met
     project = build_project(graph, tmp_path / "hls", cfg, compile=False)
     layers, *_ = layer_list(graph)
     node_of = {lay["name"]: lay["qpde_node"] for lay in layers if lay["class_name"] == "Dense"}
-    checked = 0
+    checked, sparse = 0, 0
     for name, f in project.folding.items():
-        par = folded.layers[node_of[name]]
-        assert f.multipliers <= max(par["pe"] * par["simd"], 1) and f.reuse_factor in valid_reuse_factors(f.n_in, f.n_out)
+        par, params = folded.layers[node_of[name]], df.unit(node_of[name]).params
+        dense_tiles = (params["K"] // par["simd"]) * (params["C"] // par["pe"])
+        row_cycles = mvau_row_cycles(params, par["simd"], par["pe"])
+        sparse += row_cycles < dense_tiles
+        assert f.multipliers * row_cycles <= par["pe"] * par["simd"] * dense_tiles + row_cycles
+        assert f.reuse_factor in valid_reuse_factors(f.n_in, f.n_out)
         checked += 1
     assert checked == len(node_of) >= 5
+    assert sparse  # the spectral mix: its zero tiles are skipped in the folded MVAU, iterated by hls4ml
+    # Regression: the budget was PE·SIMD, too few multipliers for hls4ml to reach the same II there.
+    from qpde.backends.hls4ml.convert import _folded_budget
+
+    budget = _folded_budget(graph, layers, 2e6, 200.0)
+    for name, node in node_of.items():
+        par, params = folded.layers[node], df.unit(node).params
+        dense_tiles = (params["K"] // par["simd"]) * (params["C"] // par["pe"])
+        assert budget[name] == -(-par["pe"] * par["simd"] * dense_tiles // mvau_row_cycles(params, par["simd"],
+                                                                                          par["pe"]))
+    assert any(budget[name] > folded.layers[node]["pe"] * folded.layers[node]["simd"] for name, node in node_of.items())
     assert any(f.strategy == "Resource" for f in project.folding.values())

@@ -397,13 +397,26 @@ def _matmul_aa_layer(graph: QGraph, node, producer: dict) -> tuple[_Fold, dict, 
 
 
 def _folded_budget(graph: QGraph, layers: list[dict], target_fps: float, clock_mhz: float) -> dict[str, int]:
-    """Multipliers per Dense layer as the folded RTL backend's optimizer folds the same MatMul for
-    target_fps at the project's clock (PE·SIMD), so both backends are built at one folding."""
+    """Multipliers per Dense layer for the cycles per row the folded RTL backend's optimizer gives the
+    same MatMul at target_fps and the project's clock, so both backends are built at one throughput.
+    hls4ml iterates the dense matrix while the folded MVAU skips all-zero weight tiles, so a layer
+    gets PE·SIMD scaled by its dense tiles over the folded MVAU's cycles per row (PE·SIMD when dense)."""
     from qpde.backends.folded import build_dataflow, optimize
+    from qpde.backends.folded.fold import mvau_row_cycles
 
-    folding = optimize(build_dataflow(graph), target_fps=target_fps, clock_mhz=clock_mhz)
-    return {layer["name"]: par["pe"] * par["simd"] for layer in layers
-            if (par := folding.layers.get(layer.get("qpde_node", ""), {})) and "pe" in par}
+    df = build_dataflow(graph)
+    folding = optimize(df, target_fps=target_fps, clock_mhz=clock_mhz)
+    budget = {}
+    for layer in layers:
+        name = layer.get("qpde_node", "")
+        par = folding.layers.get(name, {})
+        if "pe" not in par:
+            continue
+        params = df.unit(name).params
+        dense_tiles = (params["K"] // par["simd"]) * (params["C"] // par["pe"])
+        budget[layer["name"]] = -(-par["pe"] * par["simd"] * dense_tiles // mvau_row_cycles(params, par["simd"],
+                                                                                            par["pe"]))
+    return budget
 
 
 @dataclass
