@@ -99,7 +99,7 @@ def test_tiny_fno_end_to_end(fno_l1_qonnx, tmp_path, scenario, folding):
     x = edge_inputs(graph)
     verdict = check(graph, design, x, seed=7)
     assert design.ii_cycles == design.predicted_ii == (480 if not folding else 64)  # zero tiles skipped
-    assert 0 < verdict["latency_cycles"] < 4 * design.predicted_ii + 1000
+    assert 0 < verdict.details["latency_cycles"] < 4 * design.predicted_ii + 1000
 
 
 def test_round_half_up_fno_in_verilator(fno_round_qonnx, tmp_path):
