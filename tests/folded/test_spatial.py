@@ -246,7 +246,9 @@ def test_tiny_unet_end_to_end(unet_qonnx, tmp_path, scenario, target_ii):
     folding = optimize(build_dataflow(graph), target_ii=target_ii).layers if target_ii else {}
     design = build_folded(graph, tmp_path, folding)
     verdict = _check(graph, design, edge_inputs(graph)[:40], seed=19)
-    assert design.ii_cycles == design.predicted_ii == (target_ii or 3072)
+    assert design.ii_cycles == design.predicted_ii
+    # unfolded: 3072 cycles dense, fewer where zero weights (PE = SIMD = 1 tiles) are skipped
+    assert design.predicted_ii <= 3072 if target_ii is None else design.predicted_ii == target_ii
     assert 0 < verdict.details["latency_cycles"] < 4 * design.predicted_ii + 1000
 
 
