@@ -144,15 +144,15 @@ def _instance(df: Dataflow, unit: Unit, mem_files: dict[str, list[str]]) -> str:
 def _matmul_aa_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tuple[list, list]:
     """Parameters and ports of hdl/qpde_outer.v (A token-major, Aᵀ B) and hdl/qpde_mvau_stream.v (A B)."""
     p, (a, b), y = unit.params, ins, outs[0]
-    m, k, c = p["M"], p["K"], p["P"]
-    params = [("M", m), ("K", k), ("P", c), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)),
+    m, k, c, ln = p["M"], p["K"], p["P"], y.lanes  # both inputs arrive at the output's lanes (compile)
+    params = [("M", m), ("K", k), ("P", c), ("L", ln), ("AW", a.type.width), ("A_SIGNED", int(a.type.signed)),
               ("BW", b.type.width), ("B_SIGNED", int(b.type.signed)), ("ACC_W", p["acc_w"]),
               ("OFFSET", _signed64(p["offset"]))] + \
         _requant_params(p["requant"], y)
     if unit.kind == "outer":
-        params += [("MB", clog2(m)), ("KB", clog2(k)), ("PB", clog2(c)), ("OB", clog2(m * c))]
+        params += [("MB", clog2(m // ln)), ("KB", clog2(k)), ("PB", clog2(c // ln)), ("OB", clog2(m * c // ln))]
         return params, [("a", a), ("b", b), ("m", y)]
-    params += [("RB", clog2(m)), ("KB", clog2(k)), ("PB", clog2(c)), ("WB", clog2(k * c))]
+    params += [("RB", clog2(m)), ("KB", clog2(k // ln)), ("PB", clog2(c // ln)), ("WB", clog2(k * c // ln))]
     return params, [("s", a), ("w", b), ("m", y)]
 
 

@@ -38,7 +38,7 @@ def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> i
     if unit.kind == "mvau":
         return unit.params["rows"] * mvau_row_cycles(unit.params, par["simd"], par["pe"])
     if unit.kind in MATMUL_AA_KINDS:
-        return matmul_aa_cycles(unit)
+        return matmul_aa_cycles(unit, par.get("lanes", 1))
     return streams[unit.outputs[0]].numel // par.get("lanes", 1)
 
 

@@ -6,7 +6,9 @@ A folding maps layer names (Dataflow unit names) to parallelism:
 - transpose [R, C] → [C, R]: {"lanes": L}, L | gcd(R, C) (skewed banks: an L-wide row beat in, an
   L-wide column beat out per cycle);
 - pool, upsample, concat: {"lanes": L}, L | channels (a beat never straddles two points);
-- outer, mvau_stream (activation × activation): not foldable, one code per cycle on each port;
+- outer, mvau_stream (activation × activation): {"lanes": L}, codes per beat on both inputs and the
+  output; outer (Aᵀ B, tokens of M and P codes) L | gcd(M, P), mvau_stream (A B, rows of K codes, B
+  and Y rows of P) L | gcd(K, P), so a beat never straddles two tokens or rows;
 - swu: not in a folding; it runs at its MVAU's SIMD, which must divide the conv's C_in.
 Layers missing from a folding run at parallelism 1.
 """
@@ -77,6 +79,14 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
     elif unit.kind in WINDOW_KINDS:  # lanes follow its MVAU's SIMD (_window_lanes); a given value must agree
         allowed = {"lanes"}
         out = {}
+    elif unit.kind in MATMUL_AA_KINDS:
+        allowed = {"lanes"}
+        lanes = int(spec.get("lanes", 1))
+        if lanes < 1 or matmul_aa_lanes(unit) % lanes:
+            dims, what = (("M", "P"), "its tokens' M and P") if unit.kind == "outer" else (("K", "P"), "its rows' K and P")
+            raise ConfigError(f"layer {unit.name!r} ({unit.kind} {p['M']}×{p['K']}×{p['P']}): lanes {lanes} does not "
+                              f"divide {what} ({p[dims[0]]}, {p[dims[1]]}); valid lanes: {_divisors(matmul_aa_lanes(unit))}")
+        out = {"lanes": lanes}
     elif unit.kind == "transpose":
         allowed = {"lanes"}
         lanes = int(spec.get("lanes", 1))
@@ -154,7 +164,7 @@ def unit_cycles(df: Dataflow, unit: Unit) -> int:
         lanes_out = df.streams[unit.outputs[0]].lanes
         return p["rows"] * mvau_row_cycles(p, lanes_in, lanes_out)
     if unit.kind in MATMUL_AA_KINDS:
-        return matmul_aa_cycles(unit)
+        return matmul_aa_cycles(unit, df.streams[unit.outputs[0]].lanes)
     if unit.kind == "dwc":
         s_in, s_out = df.streams[unit.inputs[0]], df.streams[unit.outputs[0]]
         return s_in.numel // min(s_in.lanes, s_out.lanes)
@@ -195,6 +205,8 @@ def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]
         return [{"lanes": d} for d in _divisors(_point_channels(unit)) if d > par["lanes"]]
     if unit.kind == "transpose":
         return [{"lanes": d} for d in _divisors(math.gcd(p["R"], p["C"])) if d > par["lanes"]]
+    if unit.kind in MATMUL_AA_KINDS:
+        return [{"lanes": d} for d in _divisors(matmul_aa_lanes(unit)) if d > par["lanes"]]
     return []
 
 
@@ -284,7 +296,7 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
 # ---- 1-D spatial units -------------------------------------------------------------------------
 POINT_KINDS = ("pool", "upsample", "concat", "pool2d", "upsample2d")  # lanes | channels per point
 WINDOW_KINDS = ("swu", "swu2d")  # sliding windows: lanes = their MVAU's SIMD
-FOLDABLE = ("mvau", "add", "map", "transpose") + POINT_KINDS
+FOLDABLE = ("mvau", "add", "map", "transpose", "outer", "mvau_stream") + POINT_KINDS
 
 
 def _point_channels(unit: Unit) -> int:
@@ -321,8 +333,18 @@ def _gcd(unit: Unit) -> int:
 MATMUL_AA_KINDS = ("outer", "mvau_stream")
 
 
-def matmul_aa_cycles(unit: Unit) -> int:
-    """Cycles per field: one code per cycle on each input port and on the output, the ports working in
-    parallel (A: M·K codes, B: K·P, Y: M·P; the output buffer and B's banks overlap fields and rows)."""
+def matmul_aa_lanes(unit: Unit) -> int:
+    """The largest lanes (codes per beat) of an activation × activation unit; every divisor is valid.
+    outer: A's tokens hold M codes, B's and Y's rows P; mvau_stream: A's rows K, B's and Y's rows P."""
     p = unit.params
-    return max(p["M"] * p["K"], p["K"] * p["P"], p["M"] * p["P"])
+    return math.gcd(p["M"] if unit.kind == "outer" else p["K"], p["P"])
+
+
+def matmul_aa_cycles(unit: Unit, lanes: int = 1) -> int:
+    """Cycles per field: L codes per cycle on each input port and on the output, the ports working in
+    parallel (A: M·K codes, B: K·P, Y: M·P; the output buffer and B's banks overlap fields and rows).
+    outer: a field ends when both its streams have passed and the previous field's M·P sums have left;
+    mvau_stream: a row takes max(K, P)/L (its K/L beats, the previous row's P/L outputs), M rows a field,
+    while the next field's B (K·P/L beats) loads into the other bank. L divides every term."""
+    p = unit.params
+    return max(p["M"] * p["K"], p["K"] * p["P"], p["M"] * p["P"]) // lanes

@@ -1,15 +1,17 @@
 // Y = A^T B summed over K tokens (Galerkin attention's K^T V): A streams K rows of M codes, B K rows
-// of P codes (token-major, one code per beat each); Y [M, P] leaves in C order once per field,
-// requantized. A's rows are double-buffered (row t+1 loads while row t is used); every B beat b[t][j]
-// adds A[t][i] * b[t][j] to accumulator (i, j) for all M values of i at once (M multipliers), so
-// per field K*P cycles on B, K*M on A, in parallel. The accumulators are exact (ACC_W from the
-// compiler's bound). The field's last B beat writes the finished sums straight into the output
-// buffer (no bubble), which is emitted one requantized code per cycle (M*P cycles) while the next
+// of P codes (token-major, L codes per beat each, L | M and L | P so a beat never straddles two
+// tokens); Y [M, P] leaves in C order once per field, L requantized codes per beat. A's rows are
+// double-buffered (row t+1 loads while row t is used); every B beat b[t][jL..jL+L-1] adds
+// A[t][i] * b[t][jL+l] to accumulator (i, jL+l) for all M values of i and L of l at once (M*L
+// multipliers), so per field K*P/L cycles on B, K*M/L on A, in parallel. The accumulators are exact
+// (ACC_W from the compiler's bound). The field's last B beat writes the finished sums straight into
+// the output buffer (no bubble), which is emitted L codes per cycle (M*P/L cycles) while the next
 // field accumulates; B stalls at a field's end only if that buffer is still being emitted.
 module qpde_outer #(
     parameter M = 4,
     parameter K = 16,
     parameter P = 4,
+    parameter L = 1,  // codes per beat on A, B and Y
     parameter AW = 8,
     parameter A_SIGNED = 1,
     parameter BW = 8,
@@ -21,24 +23,24 @@ module qpde_outer #(
     parameter LSHIFT = 0,
     parameter signed [63:0] QMIN = -128,
     parameter signed [63:0] QMAX = 127,
-    parameter MB = 2,  // 2^MB >= M
+    parameter MB = 2,  // 2^MB >= M/L (A beats per token)
     parameter KB = 4,  // 2^KB >= K
-    parameter PB = 2,  // 2^PB >= P
-    parameter OB = 4   // 2^OB >= M*P
+    parameter PB = 2,  // 2^PB >= P/L (B beats per token)
+    parameter OB = 4   // 2^OB >= M*P/L (output beats per field)
 ) (
-    input  wire              clk,
-    input  wire              rst,
-    input  wire              a_valid,
-    output wire              a_ready,
-    input  wire [AW-1:0]     a_data,
-    input  wire              b_valid,
-    output wire              b_ready,
-    input  wire [BW-1:0]     b_data,
-    output reg               m_valid,
-    input  wire              m_ready,
-    output reg  [OUT_W-1:0]  m_data
+    input  wire               clk,
+    input  wire               rst,
+    input  wire               a_valid,
+    output wire               a_ready,
+    input  wire [L*AW-1:0]    a_data,
+    input  wire               b_valid,
+    output wire               b_ready,
+    input  wire [L*BW-1:0]    b_data,
+    output reg                m_valid,
+    input  wire               m_ready,
+    output reg  [L*OUT_W-1:0] m_data
 );
-    localparam integer LAST_MI = M - 1, LAST_KI = K - 1, LAST_PI = P - 1, LAST_OI = M * P - 1;
+    localparam integer LAST_MI = M / L - 1, LAST_KI = K - 1, LAST_PI = P / L - 1, LAST_OI = M * P / L - 1;
     localparam [MB-1:0] LAST_M = LAST_MI[MB-1:0];
     localparam [KB-1:0] LAST_K = LAST_KI[KB-1:0];
     localparam [PB-1:0] LAST_P = LAST_PI[PB-1:0];
@@ -64,45 +66,54 @@ module qpde_outer #(
     assign b_ready = afull[arb] && (!field_end || ofree);
     wire b_fire = b_valid && b_ready;
 
-    wire [31:0] col = {{(32 - PB){1'b0}}, bj};  // integer-wide for the index arithmetic
+    wire [31:0] col = {{(32 - PB){1'b0}}, bj} * L;  // first column of this beat, integer-wide
+    wire [31:0] obase = {{(32 - OB){1'b0}}, oidx} * L;
     reg [ACC_W-1:0] acc [0:M*P-1];
     reg [ACC_W-1:0] obuf [0:M*P-1];
     // products at their exact width PW (an unsigned operand gains a zero sign bit)
     localparam signed [ACC_W-1:0] START = OFFSET[ACC_W-1:0];
     localparam PW = AW + BW + (A_SIGNED != 0 ? 0 : 1) + (B_SIGNED != 0 ? 0 : 1);
-    // the M sums of this B beat (column bj), combinational
-    reg [M*ACC_W-1:0] sums;
+    // the M*L sums of this B beat (columns col..col+L-1), combinational; sum (i, l) at i*L + l
+    reg [M*L*ACC_W-1:0] sums;
     reg signed [PW-1:0] av, bv, prod;
     reg signed [ACC_W-1:0] base;
-    integer i, j;
+    integer i, j, l;
     always @* begin
-        bv = {{(PW - BW){B_SIGNED != 0 && b_data[BW-1]}}, b_data};
-        for (i = 0; i < M; i = i + 1) begin
-            av = {{(PW - AW){A_SIGNED != 0 && arow[i * AW + AW - 1]}}, arow[i * AW +: AW]};
-            prod = av * bv;
-            base = bt == {KB{1'b0}} ? START : acc[i * P + col];
-            sums[i * ACC_W +: ACC_W] = base + {{(ACC_W - PW){prod[PW-1]}}, prod};
+        for (l = 0; l < L; l = l + 1) begin
+            bv = {{(PW - BW){B_SIGNED != 0 && b_data[l * BW + BW - 1]}}, b_data[l * BW +: BW]};
+            for (i = 0; i < M; i = i + 1) begin
+                av = {{(PW - AW){A_SIGNED != 0 && arow[i * AW + AW - 1]}}, arow[i * AW +: AW]};
+                prod = av * bv;
+                base = bt == {KB{1'b0}} ? START : acc[i * P + col + l];
+                sums[(i * L + l) * ACC_W +: ACC_W] = base + {{(ACC_W - PW){prod[PW-1]}}, prod};
+            end
         end
     end
 
     always @(posedge clk) begin
-        if (a_fire && !awb) arow0[ai * AW +: AW] <= a_data;
-        if (a_fire && awb) arow1[ai * AW +: AW] <= a_data;
+        if (a_fire && !awb) arow0[ai * (L * AW) +: L*AW] <= a_data;
+        if (a_fire && awb) arow1[ai * (L * AW) +: L*AW] <= a_data;
         if (b_fire) begin
-            for (i = 0; i < M; i = i + 1) begin
-                acc[i * P + col] <= sums[i * ACC_W +: ACC_W];
-                if (field_end) obuf[i * P + col] <= sums[i * ACC_W +: ACC_W];
-            end
+            for (i = 0; i < M; i = i + 1)
+                for (l = 0; l < L; l = l + 1) begin
+                    acc[i * P + col + l] <= sums[(i * L + l) * ACC_W +: ACC_W];
+                    if (field_end) obuf[i * P + col + l] <= sums[(i * L + l) * ACC_W +: ACC_W];
+                end
             if (field_end)  // the other columns are final already
                 for (i = 0; i < M; i = i + 1)
-                    for (j = 0; j < P - 1; j = j + 1)
+                    for (j = 0; j < P - L; j = j + 1)
                         obuf[i * P + j] <= acc[i * P + j];
         end
     end
 
-    wire [OUT_W-1:0] y;
-    qpde_requant #(.IN_W(ACC_W), .RSHIFT(RSHIFT), .LSHIFT(LSHIFT), .OUT_W(OUT_W), .QMIN(QMIN), .QMAX(QMAX))
-        rq (.x(obuf[oidx]), .y(y));
+    wire [L*OUT_W-1:0] y;
+    genvar g;
+    generate
+        for (g = 0; g < L; g = g + 1) begin : g_lane
+            qpde_requant #(.IN_W(ACC_W), .RSHIFT(RSHIFT), .LSHIFT(LSHIFT), .OUT_W(OUT_W), .QMIN(QMIN), .QMAX(QMAX))
+                rq (.x(obuf[obase + g]), .y(y[g * OUT_W +: OUT_W]));
+        end
+    endgenerate
 
     always @(posedge clk) begin
         if (rst) begin
