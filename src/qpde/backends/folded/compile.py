@@ -120,7 +120,8 @@ def port_offset(unit: Unit, port: int) -> float:
     return 0.0
 
 
-def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0.0) -> list[float]:
+def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0.0,
+               buffered: list[bool] | None = None) -> list[float]:
     """Per consumer of `stream`: how long (in tensors) its data waits at the joins on its path for the
     other operands, from arrival times along every input port: a unit starts when each port's data is
     there by the port's offset (port_offset), its output starts `unit_lag + pipe` after its start.
@@ -128,7 +129,14 @@ def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0
     Unlike branch_lags (lag to the first unit another branch reaches), this follows every port:
     Galerkin attention's Q enters mvau_stream, which the K and V branches also reach, but only through
     outer (which first absorbs a whole field), so Q must wait a field there; branch_lags sees no lag.
-    On a join of two plain paths it gives branch_lags' gaps."""
+    On a join of two plain paths it gives branch_lags' gaps.
+
+    `buffered` (per consumer): its data passes a FIFO first, which delays it like a unit on the path
+    (0 to `pipe`). fifo_gaps uses it for a second pass: a branch whose partner got a FIFO may now wait
+    for the partner's data (Galerkin attention's K row at `outer` for the V row behind V's FIFO)."""
+    delay_of: dict[str, bool] = {}
+    for u, b in zip(consumers, buffered or [False] * len(consumers)):
+        delay_of[u.name] = delay_of.get(u.name, False) or b
 
     def arrivals(starts: set[str], pipe: float) -> dict[str, float]:
         begin: dict[str, float] = {}  # unit → its start
@@ -136,7 +144,7 @@ def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0
             arr = {}  # input port → arrival of its first beat
             for i, name in enumerate(u.inputs):
                 if name == stream and u.name in starts:
-                    arr[i] = 0.0
+                    arr[i] = pipe if delay_of[u.name] else 0.0
                 elif (p := df.producer(name)) is not None and p.name in begin:
                     arr[i] = begin[p.name] + unit_lag(df, p) + pipe
             if arr:
@@ -157,6 +165,22 @@ def join_waits(df: Dataflow, stream: str, consumers: list[Unit], pipe: float = 0
     # A unit's pipeline delays its output by 0 to `pipe`: either extreme can make a branch the late one
     # (a map's 1 cycle of B against outer's row of A, the tiny graphs' 8-cycle allowance at II 16)
     return [max(a, b) for a, b in zip(waits(0.0), waits(pipe))]
+
+
+def fifo_gaps(df: Dataflow, stream: str, consumers: list[Unit], pipe: float) -> list[float]:
+    """join_waits to a fixed point: a FIFO given to one branch delays that branch's data by its pipeline
+    (up to `pipe`), which can make another branch wait at a join that the first pass saw balanced. At
+    4 lanes the tiny Transformer's attention units take one beat per token: V's FIFO (1/16 field, for
+    outer's first A row) put V's rows 2 cycles behind K's, K (no FIFO) filled outer's two A banks and
+    stalled the fork, and II was 17.6 instead of 16. Gaps only grow, so this ends within len(consumers)
+    passes."""
+    gaps = join_waits(df, stream, consumers, pipe)
+    while True:
+        buffered = [g > 0 for g in gaps]
+        again = [max(a, b) for a, b in zip(gaps, join_waits(df, stream, consumers, pipe, buffered))]
+        if [g > 0 for g in again] == buffered:
+            return again
+        gaps = again
 
 
 def elaborate(df: Dataflow, folding: dict) -> Dataflow:
@@ -207,7 +231,7 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
                 cur = b
             heads.append(cur)
             if any(u.kind in MATMUL_AA_KINDS for u in df.units):  # joins of streamed operands: see join_waits
-                gaps = join_waits(df, s, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
+                gaps = fifo_gaps(df, s, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
             else:
                 lags = branch_lags(df, [u for u, _ in ends], pipe) + ([0.0] if out_too else [])
                 gaps = [max(lags) - lag for lag in lags]
