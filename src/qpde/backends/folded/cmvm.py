@@ -150,7 +150,7 @@ def kernel_verilog(unit: Unit, prefix: str, in_type: FixedType, out_type: FixedT
     body = [f"// cmvm {unit.name}: {k}×{c} constant matrix (da4ml adder graph, {stages} stage(s)), bias, requantization",
             f"module {prefix} (", "    input wire clk,", "    input wire ce,",
             f"    // verilator lint_off UNUSEDSIGNAL", f"    input wire [{k * in_w - 1}:0] x,",
-            f"    // verilator lint_on UNUSEDSIGNAL", f"    output wire [{c * out_w - 1}:0] y", ");",
+            f"    output wire [{c * out_w - 1}:0] y", ");", "    // the sums' top bits beyond ACC_W are copies of its sign",
             f"    wire [{out_bits[-1] - 1}:0] packed_out;",
             f"    {prefix}_pipe pipe (.clk(clk), .ce(ce), .model_inp({{{', '.join(reversed(pack))}}}), .model_out(packed_out));"]
     pos = 0
@@ -163,20 +163,22 @@ def kernel_verilog(unit: Unit, prefix: str, in_type: FixedType, out_type: FixedT
         if bits == 0:  # an all-zero column: the sum is 0
             body.append(f"    wire signed [{acc_w - 1}:0] s{j} = {acc_w}'sd0;")
         else:
-            if bits - ff + p["pshift"] > acc_w:
-                raise ValueError(f"{unit.name}: column {j}'s sum needs {bits - ff + p['pshift']} bits, ACC_W is {acc_w}")
+            # da4ml's interval can be a bit wider than the compiler's exact bound (ACC_W holds every sum,
+            # shifted, plus the bias): the low ACC_W bits of the wider two's complement are the same value
+            wide = max(acc_w, bits - ff + p["pshift"])
             field_ = f"packed_out[{pos + bits - 1}:{pos}]"
             sign = f"packed_out[{pos + bits - 1}]" if kk else "1'b0"
-            ext = f"{{{acc_w - bits}{{{sign}}}}}" if acc_w > bits else ""
+            ext = f"{{{wide - bits}{{{sign}}}}}" if wide > bits else ""
             parts = ", ".join(v for v in (ext, field_) if v)
-            body.append(f"    wire signed [{acc_w - 1}:0] s{j} = $signed({{{parts}}}) <<< {-ff + p['pshift']};")
+            body.append(f"    wire signed [{wide - 1}:0] t{j} = $signed({{{parts}}}) <<< {-ff + p['pshift']};")
+            body.append(f"    wire signed [{acc_w - 1}:0] s{j} = t{j}[{acc_w - 1}:0];")
         body.append(f"    wire signed [{acc_w - 1}:0] a{j} = s{j} + {acc_w}'sd{b}" if b >= 0
                     else f"    wire signed [{acc_w - 1}:0] a{j} = s{j} - {acc_w}'sd{-b}")
         body[-1] += ";"
         body.append(f"    qpde_requant #(.IN_W({acc_w}), .RSHIFT({rq.rshift}), .LSHIFT({rq.lshift}), .OUT_W({out_w}), "
                     f".QMIN({_signed64(rq.lo)}), .QMAX({_signed64(rq.hi)})) rq{j} (.x(a{j}), .y(y[{(j + 1) * out_w - 1}:{j * out_w}]));")
         pos += bits
-    body += ["endmodule", ""]
+    body += ["    // verilator lint_on UNUSEDSIGNAL", "endmodule", ""]
     files[prefix] = "\n".join(body)
     return files, stages + 1
 
