@@ -205,3 +205,19 @@ def test_forced_cmvm_layers_in_tiny_fno_end_to_end(fno_l1_qonnx, tmp_path):
     design = build_folded(graph, tmp_path, folding.layers)
     assert design.units["cmvm"] == 2 and design.predicted_ii == folding.ii_cycles
     check(graph, design, edge_inputs(graph)[:48], seed=19)
+
+
+def test_folded_cmvm_config_key(tmp_path):
+    """[folded] cmvm: "off" (default) or "auto"; anything else is a one-line error naming the key."""
+    from qpde.backends.folded.flow import folding_label
+    from qpde.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[folded]\ncmvm = "auto"\n')
+    assert load_config(path).folded.cmvm == "auto"
+    path.write_text('[folded]\ncmvm = "yes"\n')
+    with pytest.raises(ConfigError, match=r"\[folded\]: cmvm must be one of off, auto, got 'yes'"):
+        load_config(path)
+    label = folding_label(Folding(layers={"a": {"pe": 2, "simd": 4}, "b": {"pe": 8, "simd": 8, "kind": "cmvm"}},
+                                  ii_cycles=64, bottleneck="a", kernels={"b": "cmvm"}))
+    assert label == "II 64 (model), ΣPE·SIMD 8, bottleneck a, cmvm b"  # a kernel has no PE·SIMD multipliers
