@@ -221,3 +221,25 @@ def test_folded_cmvm_config_key(tmp_path):
     label = folding_label(Folding(layers={"a": {"pe": 2, "simd": 4}, "b": {"pe": 8, "simd": 8, "kind": "cmvm"}},
                                   ii_cycles=64, bottleneck="a", kernels={"b": "cmvm"}))
     assert label == "II 64 (model), ΣPE·SIMD 8, bottleneck a, cmvm b"  # a kernel has no PE·SIMD multipliers
+
+
+@pytest.mark.parametrize("scenario", ["w4a8", "w8a8"])
+def test_generated_cmvm_design_is_verilog_2005_and_lint_clean(cmvm_graphs, tmp_path, scenario):
+    """The top, the shell, the kernels (da4ml's stages, our enable pipeline and adapter) and da4ml's
+    cells: Verilator -Wall clean and Icarus -g2005 parses them (fast: no simulation build)."""
+    import shutil
+    import subprocess
+
+    from qpde.backends.folded import build_folded
+    from tests.folded.test_hdl import _lint
+
+    design = build_folded(QGraph(cmvm_graphs[scenario]), tmp_path, FORCED[0])
+    names = {p.name for p in design.verilog_files}
+    assert {"qpde_cmvm.v", "qpde_cmvm_mm1.v", "qpde_cmvm_mm1_pipe.v", "qpde_cmvm_mm1_stage0.v", "shift_adder.v"} <= names
+    mem = tmp_path / "src" / "memfiles"
+    assert _lint(design.name, design.verilog_files, {}, mem) == ""
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog not installed")
+    proc = subprocess.run(["iverilog", "-g2005", "-o", str(tmp_path / "a.out"), "-s", design.name,
+                           *map(str, design.verilog_files)], cwd=mem, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stderr
