@@ -60,13 +60,27 @@ module qpde_cmvm #(
     assign k_ce = adv;
     assign k_x = rbank ? bank1 : bank0;
 
-    always @(posedge clk) begin
-        if (s_fire) begin
-            if (wbank) bank1[widx * SIMD * IN_W +: SIMD * IN_W] <= s_data;
-            else bank0[widx * SIMD * IN_W +: SIMD * IN_W] <= s_data;
+    // Both row banks and the output row are shift registers, not addressed words: a variable
+    // part-select write or read made Yosys build barrel shifters (measured: ~880 xc7 LUTs for the
+    // shell of a 16×1 kernel at SIMD 2). A beat enters a bank at the top, so after NS beats word 0 is
+    // at the bottom; the output row leaves PE codes a beat from the bottom.
+    generate
+        if (NS == 1) begin : g_row
+            always @(posedge clk) begin
+                if (s_fire && !wbank) bank0 <= s_data;
+                if (s_fire && wbank) bank1 <= s_data;
+            end
+        end else begin : g_words
+            always @(posedge clk) begin
+                if (s_fire && !wbank) bank0 <= {s_data, bank0[K*IN_W-1:SIMD*IN_W]};
+                if (s_fire && wbank) bank1 <= {s_data, bank1[K*IN_W-1:SIMD*IN_W]};
+            end
         end
+    endgenerate
+
+    always @(posedge clk)
         if (adv && vpipe[LAT-1]) obuf <= k_y;
-    end
+        else if (m_fire) obuf <= obuf >> (PE * OUT_W);
 
     always @(posedge clk) begin
         if (rst) begin
@@ -98,5 +112,5 @@ module qpde_cmvm #(
     end
 
     assign m_valid = ovalid;
-    assign m_data = obuf[oidx * PE * OUT_W +: PE * OUT_W];
+    assign m_data = obuf[PE*OUT_W-1:0];
 endmodule
