@@ -49,14 +49,19 @@ def trace_kernel(params: dict, in_type: FixedType):
     return _trace(np.ascontiguousarray(w).tobytes(), w.shape, int(in_type.lo), int(in_type.hi))
 
 
+SHELL_CONTROL_LUTS = 40  # the shell's counters and flags (Yosys xc7, measured with the two terms below)
+
+
 def cmvm_lut_estimate(params: dict, in_type: FixedType, out_w: int, simd: int, pe: int) -> float:
-    """LUTs of a cmvm unit: da4ml's cost of the kernel (its adder graph's LUT model) plus the shell:
-    one bias adder and clamp per column (≈ ACC_W LUTs each), the input banks' 2:1 multiplexer (two
-    bits a LUT6) and the output word multiplexer (C/PE words of PE·OUT_W bits, a LUT6 per 4:1)."""
+    """LUTs of a cmvm unit: da4ml's cost of the kernel (its adder graph's LUT model), one bias adder
+    and clamp per column (≈ ACC_W LUTs each), and the shell: the 2:1 multiplexer between its two row
+    banks and the load/shift multiplexer of its output row (Yosys maps each bit to a LUT3), plus its
+    control. Checked on the default FNO's 1×8 and 16×1 shells: 120 and 184 estimated, 130 and 175
+    xc7 LUTs measured (docs/folded.md, "cmvm")."""
     comb = trace_kernel(params, in_type)
     k, c = params["K"], params["C"]
-    shell = c * params["acc_w"] + k * in_type.width / 2 + pe * out_w * math.ceil((c // pe - 1) / 3)
-    return float(comb.cost) + shell
+    shell = k * in_type.width + c * out_w + SHELL_CONTROL_LUTS
+    return float(comb.cost) + c * params["acc_w"] + shell
 
 
 def mvau_res_type(params: dict, in_type: FixedType) -> str:
