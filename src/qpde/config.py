@@ -125,6 +125,9 @@ class FoldedConfig:
     pnr_max_lut: int = 20_000  # Yosys xc7 LUTs above which ECP5 P&R is not run (minutes per 10k on 2 cores)
     ecp5_device: str = "85k"
     ecp5_package: str = "CABGA381"
+    # "auto": per constant MatMul of at most 64×64, a da4ml constant-matrix kernel (cmvm) instead of the
+    # MVAU where its LUT estimate is lower (docs/folded.md, "cmvm"); "off": MVAUs only
+    cmvm: str = "off"
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,8 @@ class Variant:
 # Smallest allowed value of numeric config fields (by field name); every other int must be ≥ 1 and
 # every other float > 0: a zero reuse factor, negative epochs or a zero learning rate is a typo.
 MINIMUM = {"seed": 0, "depth": 0, "pnr_max_lut": 0, "state_bits": 0}  # state_bits 0: the activation width
-CHOICES = {(HLSConfig, "backend"): ("Vitis", "Vivado"), (HLSConfig, "strategy"): ("auto", "Latency", "Resource")}
+CHOICES = {(HLSConfig, "backend"): ("Vitis", "Vivado"), (HLSConfig, "strategy"): ("auto", "Latency", "Resource"),
+           (FoldedConfig, "cmvm"): ("off", "auto")}
 
 
 def _type_name(hint) -> str:

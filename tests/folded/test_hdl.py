@@ -24,6 +24,8 @@ CASES = [
                    "ACC_W": 14, "HAS_BIAS": 1, "OUT_W": 3, "RSHIFT": 0, "LSHIFT": 1, "SB": 2, "FB": 1, "AB": 3}),
     ("qpde_mvau", {"K": 12, "C": 8, "SIMD": 2, "PE": 2, "IN_W": 4, "WW": 4, "ACC_W": 12, "OUT_W": 5, "SB": 3,
                    "FB": 2, "NT": 6, "SPARSE": 1, "AB": 3}),  # zero tiles skipped: the index ROM
+    ("qpde_cmvm", {"K": 6, "C": 8, "SIMD": 2, "PE": 1, "IN_W": 8, "OUT_W": 4, "LAT": 3, "SB": 2, "FB": 3}),
+    ("qpde_cmvm", {"K": 4, "C": 4, "SIMD": 4, "PE": 4, "IN_W": 5, "OUT_W": 6, "LAT": 2}),  # a row per beat
     ("qpde_add", {"L": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "BSHIFT": 3, "SUM_W": 11, "OUT_W": 5}),
     ("qpde_map", {"L": 3, "IN_W": 9, "OUT_W": 4, "RSHIFT": 3}),
     ("qpde_transpose", {"W": 5, "R": 6, "C": 3, "AB": 5}),

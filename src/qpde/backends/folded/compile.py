@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from qpde.backends.folded.fold import MATMUL_AA_KINDS, in_lanes, matmul_aa_cycles, mvau_row_cycles, out_lanes, validate
+from qpde.backends.folded.fold import (MATMUL_AA_KINDS, cmvm_row_cycles, in_lanes, matmul_aa_cycles, mvau_row_cycles,
+                                       out_lanes, validate)
 from qpde.backends.folded.graph import Dataflow, Stream, Unit
 
 FIFO_SLACK_BEATS = 2
@@ -35,6 +36,8 @@ PIPELINE_CYCLES = 8  # per unit on a fork branch's path: registers of the unit a
 
 def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> int:
     """Cycles per field of a logical unit at its parallelism (converters not counted: a lower bound of II)."""
+    if unit.kind == "mvau" and par.get("kind") == "cmvm":
+        return unit.params["rows"] * cmvm_row_cycles(unit.params, par["simd"], par["pe"])
     if unit.kind == "mvau":
         return unit.params["rows"] * mvau_row_cycles(unit.params, par["simd"], par["pe"])
     if unit.kind in MATMUL_AA_KINDS:
@@ -46,7 +49,7 @@ def unit_lag(df: Dataflow, unit: Unit) -> float:
     """Tensors (of the unit's input) a unit absorbs before its first output."""
     if unit.kind == "transpose":
         return 1.0
-    if unit.kind == "mvau":
+    if unit.kind in ("mvau", "cmvm"):  # one row (the kernel's own registers: the per-unit pipeline allowance)
         return unit.params["K"] / df.streams[unit.inputs[0]].numel
     if unit.kind == "outer":  # the sums are final after the field's last token
         return 1.0
@@ -254,7 +257,8 @@ def elaborate(df: Dataflow, folding: dict) -> Dataflow:
     distribute(df.input)
     for u in df.units:
         inputs = [rewired[(u.name, i)] for i in range(len(u.inputs))]
-        units.append(replace(u, inputs=inputs))
+        kind = "cmvm" if par[u.name].get("kind") == "cmvm" else u.kind  # a constant MatMul as a da4ml kernel
+        units.append(replace(u, inputs=inputs, kind=kind))
         for s in u.outputs:
             distribute(s)
     return Dataflow(streams, units, df.input, df_out[0])

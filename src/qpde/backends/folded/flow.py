@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 def folding_label(folding: Folding) -> str:
     """What results.csv says of a folding: the cycle model's II, the multiplier count, the bottleneck."""
-    pe_simd = sum(p["pe"] * p["simd"] for p in folding.layers.values() if "pe" in p)
-    return f"II {folding.ii_cycles} (model), ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}"
+    pe_simd = sum(p["pe"] * p["simd"] for p in folding.layers.values() if "pe" in p and p.get("kind") != "cmvm")
+    cmvm = f", cmvm {', '.join(sorted(folding.kernels))}" if folding.kernels else ""
+    return f"II {folding.ii_cycles} (model), ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}{cmvm}"
 
 
 def foldings(graph: QGraph, cfg: FoldedConfig) -> list[tuple[float, Folding]]:
@@ -38,7 +39,7 @@ def foldings(graph: QGraph, cfg: FoldedConfig) -> list[tuple[float, Folding]]:
     df = build_dataflow(graph)
     chosen, seen = [], set()
     for target in sorted(cfg.target_fps):
-        folding = optimize(df, target_fps=target, clock_mhz=cfg.clock_mhz, max_pe_simd=cfg.max_pe_simd)
+        folding = optimize(df, target_fps=target, clock_mhz=cfg.clock_mhz, max_pe_simd=cfg.max_pe_simd, cmvm=cfg.cmvm)
         key = tuple(sorted((k, tuple(sorted(v.items()))) for k, v in folding.layers.items()))
         if key not in seen:
             seen.add(key)

@@ -2,6 +2,8 @@
 
 A folding maps layer names (Dataflow unit names) to parallelism:
 - mvau: {"pe": PE, "simd": SIMD}, PE | C (outputs per row), SIMD | K (inputs per row);
+  {"kind": "cmvm"} [+ "simd", "pe": its port lanes, default K and C: one row per cycle] implements the
+  layer as a da4ml constant-matrix kernel instead (cmvm.py); `optimize(cmvm="auto")` chooses it per layer;
 - add, map: {"lanes": L}, L | elements per field;
 - transpose [R, C] → [C, R]: {"lanes": L}, L | gcd(R, C) (skewed banks: an L-wide row beat in, an
   L-wide column beat out per cycle);
@@ -33,6 +35,9 @@ class Folding:
     bottleneck: str = ""  # the slowest unit
     target_met: bool | None = None  # None: no target given
     note: str = ""
+    # layer → "cmvm" where the layer is a da4ml constant-matrix kernel instead of an MVAU (forced by a
+    # {"kind": "cmvm"} folding entry or chosen by optimize(cmvm="auto"); see choose_kernels)
+    kernels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -51,15 +56,23 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
     spec = dict(folding.get(unit.name, {}))
     p = unit.params
     if unit.kind == "mvau":
-        allowed = {"pe", "simd"}
-        pe, simd = int(spec.get("pe", 1)), int(spec.get("simd", 1))
+        allowed = {"pe", "simd", "kind"}
+        kind = spec.get("kind", "mvau")
+        if kind not in ("mvau", "cmvm"):
+            raise ConfigError(f"layer {unit.name!r} (mvau {p['K']}×{p['C']}): kind {kind!r}; a constant MatMul is "
+                              "an 'mvau' (PE×SIMD folded) or a 'cmvm' (da4ml constant-matrix kernel)")
+        if kind == "cmvm":  # default ports: a whole row in and out per beat (a window's point per beat)
+            window = _window_of(df, unit)
+            pe, simd = int(spec.get("pe", p["C"])), int(spec.get("simd", window.params["C"] if window else p["K"]))
+        else:
+            pe, simd = int(spec.get("pe", 1)), int(spec.get("simd", 1))
         if pe < 1 or p["C"] % pe:
             raise ConfigError(f"layer {unit.name!r} (mvau {p['K']}×{p['C']}): PE {pe} does not divide its "
                               f"{p['C']} outputs; valid PE: {_divisors(p['C'])}")
         if simd < 1 or p["K"] % simd:
             raise ConfigError(f"layer {unit.name!r} (mvau {p['K']}×{p['C']}): SIMD {simd} does not divide its "
                               f"{p['K']} inputs; valid SIMD: {_divisors(p['K'])}")
-        out = {"pe": pe, "simd": simd}
+        out = {"pe": pe, "simd": simd} | ({"kind": "cmvm"} if kind == "cmvm" else {})
     elif unit.kind in ("add", "map"):
         allowed = {"lanes"}
         n = df.streams[unit.outputs[0]].numel
@@ -116,11 +129,11 @@ def validate(df: Dataflow, folding: dict) -> dict[str, dict[str, int]]:
 
 
 def in_lanes(unit: Unit, par: dict[str, int]) -> int:
-    return par["simd"] if unit.kind == "mvau" else par.get("lanes", 1)
+    return par["simd"] if unit.kind in MATRIX_KINDS else par.get("lanes", 1)
 
 
 def out_lanes(unit: Unit, par: dict[str, int]) -> int:
-    return par["pe"] if unit.kind == "mvau" else par.get("lanes", 1)
+    return par["pe"] if unit.kind in MATRIX_KINDS else par.get("lanes", 1)
 
 
 def mvau_tiles(params: dict, simd: int, pe: int) -> list[list[int]]:
@@ -156,9 +169,16 @@ def mvau_row_cycles(params: dict, simd: int, pe: int) -> int:
     return max(mvau_stored_tiles(params, simd, pe), params["K"] // simd)
 
 
+def cmvm_row_cycles(params: dict, simd: int, pe: int) -> int:
+    """A cmvm unit takes a row per cycle; its ports move K/SIMD input and C/PE output beats per row."""
+    return max(params["K"] // simd, params["C"] // pe, 1)
+
+
 def unit_cycles(df: Dataflow, unit: Unit) -> int:
     """Cycles per field of one unit of an elaborated graph (lanes set on its streams)."""
     p = unit.params
+    if unit.kind == "cmvm":
+        return p["rows"] * cmvm_row_cycles(p, df.streams[unit.inputs[0]].lanes, df.streams[unit.outputs[0]].lanes)
     if unit.kind == "mvau":
         lanes_in = df.streams[unit.inputs[0]].lanes
         lanes_out = df.streams[unit.outputs[0]].lanes
@@ -220,19 +240,32 @@ def _block_sparse(params: dict) -> bool:
 
 
 def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | None = None,
-             clock_mhz: float | None = None, max_pe_simd: int | None = None) -> Folding:
+             clock_mhz: float | None = None, max_pe_simd: int | None = None, kernels: dict[str, str] | None = None,
+             cmvm: str = "off") -> Folding:
     """SetFolding in spirit: start every layer at parallelism 1 and raise the slowest unit's folding
     one step at a time until the cycle model's II meets the target (target_ii cycles, or target_fps
     fields/s at clock_mhz), the slowest unit cannot grow (an MVAU at full PE·SIMD, a transpose at
     gcd(R, C) lanes, a converter between units that cannot), or
-    the next step would exceed max_pe_simd (Σ PE·SIMD over MVAUs, the multiplier budget)."""
+    the next step would exceed max_pe_simd (Σ PE·SIMD over MVAUs, the multiplier budget).
+
+    kernels: layers forced to a da4ml constant-matrix kernel ({layer: "cmvm"}; one row per cycle, not
+    grown). cmvm="auto": afterwards, every other MVAU of at most 64×64 becomes a cmvm unit at the same
+    port lanes where its LUT estimate is lower (choose_kernels); "off": MVAUs only."""
     from qpde.backends.folded.compile import elaborate
 
+    if cmvm not in ("off", "auto"):
+        raise ConfigError(f"cmvm {cmvm!r}: 'off' (MVAUs only) or 'auto' (per layer, by LUT estimate)")
     if target_fps is not None:
         if not clock_mhz:
             raise ConfigError("target_fps needs clock_mhz")
         target_ii = max(1, math.floor(clock_mhz * 1e6 / target_fps))
-    folding = {k: v for k, v in validate(df, {}).items() if df.unit(k).kind not in WINDOW_KINDS}  # swu: from its MVAU
+    forced = {}
+    for name, kind in (kernels or {}).items():
+        if kind not in ("mvau", "cmvm"):
+            raise ConfigError(f"layer {name!r}: kernel {kind!r}; 'mvau' or 'cmvm'")
+        if kind == "cmvm":
+            forced[name] = {"kind": "cmvm"}
+    folding = {k: v for k, v in validate(df, forced).items() if df.unit(k).kind not in WINDOW_KINDS}  # swu: from its MVAU
     note = ""
     while True:
         cycles = cycle_model(elaborate(df, folding))
@@ -248,7 +281,7 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
             unit = _limiting_neighbour(df, slowest, folding)
         # the smallest step that does not make the design slower (a step whose lanes share only a
         # small gcd with a neighbour's would put a slow width converter between them: skip it)
-        steps = _grow(df, unit, folding[unit.name]) if unit is not None else []
+        steps = _grow(df, unit, folding[unit.name]) if unit is not None and unit.name not in forced else []
         if unit is not None and unit.kind == "mvau":  # an MVAU step must speed the MVAU up (zero tiles:
             # a larger SIMD or PE alone can leave as many nonzero tiles per row)
             now = mvau_row_cycles(unit.params, folding[unit.name]["simd"], folding[unit.name]["pe"])
@@ -262,13 +295,52 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
                 why = f"; every larger {unit.name} folding needs a slower width converter"
             note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
-        macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v)
+        macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v and v.get("kind") != "cmvm")
         if max_pe_simd is not None and macs > max_pe_simd:
             note = f"PE·SIMD budget {max_pe_simd} reached ({slowest}: {ii} cycles per field)"
             break
         folding = trial
+    chosen = {name: "cmvm" for name in forced}
+    if cmvm == "auto":
+        folding, auto = choose_kernels(df, folding, skip=set(forced))
+        chosen.update(auto)
+        if auto:  # a cmvm unit is never slower than the MVAU it replaces (same ports): II can only drop
+            cycles = cycle_model(elaborate(df, folding))
+            slowest = max(cycles, key=cycles.get)
+            ii = cycles[slowest]
     return Folding(layers=folding, ii_cycles=ii, bottleneck=slowest,
-                   target_met=None if target_ii is None else ii <= target_ii, note=note)
+                   target_met=None if target_ii is None else ii <= target_ii, note=note, kernels=chosen)
+
+
+def kernel_estimates(df: Dataflow, folding: dict) -> dict[str, dict[str, float]]:
+    """Per constant MatMul at its folding's ports: the LUT estimates of the MVAU (FINN's formula) and
+    of a cmvm unit (da4ml's cost + its shell), for matrices the automatic choice considers."""
+    from qpde.backends.folded import cmvm as ck
+
+    par = validate(df, folding)
+    out = {}
+    for u in df.units:
+        if u.kind != "mvau" or not ck.auto_candidate(u.params):
+            continue
+        simd, pe = par[u.name]["simd"], par[u.name]["pe"]
+        in_t, out_t = df.streams[u.inputs[0]].type, df.streams[u.outputs[0]].type
+        stored = mvau_stored_tiles(u.params, simd, pe)
+        out[u.name] = {"mvau": ck.mvau_lut_estimate(u.params, in_t, simd, pe, stored),
+                       "mvau_res_type": ck.mvau_res_type(u.params, in_t),
+                       "cmvm": ck.cmvm_lut_estimate(u.params, in_t, out_t.width, simd, pe), "simd": simd, "pe": pe}
+    return out
+
+
+def choose_kernels(df: Dataflow, folding: dict, skip: set[str] = frozenset()) -> tuple[dict, dict[str, str]]:
+    """Per MVAU of at most 64×64 (not in skip): a cmvm unit at the same port lanes where its LUT estimate
+    is below the MVAU's (kernel_estimates). Returns the new folding and {layer: "cmvm"} of the changes."""
+    folding = dict(folding)
+    chosen = {}
+    for name, est in kernel_estimates(df, folding).items():
+        if name not in skip and folding.get(name, {}).get("kind") != "cmvm" and est["cmvm"] < est["mvau"]:
+            folding[name] = {"pe": est["pe"], "simd": est["simd"], "kind": "cmvm"}
+            chosen[name] = "cmvm"
+    return folding, chosen
 
 
 def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
@@ -294,6 +366,7 @@ def _limiting_neighbour(df: Dataflow, name: str, folding: dict) -> Unit | None:
 
 
 # ---- 1-D spatial units -------------------------------------------------------------------------
+MATRIX_KINDS = ("mvau", "cmvm")  # units with SIMD input and PE output lanes
 POINT_KINDS = ("pool", "upsample", "concat", "pool2d", "upsample2d")  # lanes | channels per point
 WINDOW_KINDS = ("swu", "swu2d")  # sliding windows: lanes = their MVAU's SIMD
 FOLDABLE = ("mvau", "add", "map", "transpose", "outer", "mvau_stream") + POINT_KINDS

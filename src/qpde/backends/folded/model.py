@@ -32,7 +32,7 @@ def _ints(a: np.ndarray, bits: int) -> np.ndarray:
 
 def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarray]:
     p = unit.params
-    if unit.kind == "mvau":
+    if unit.kind in ("mvau", "cmvm"):  # cmvm: the same sums, from da4ml's adder graph
         x = args[0]
         n = len(x)
         w = _ints(p["weights"], p["acc_w"])
