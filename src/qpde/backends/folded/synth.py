@@ -108,8 +108,16 @@ def unmodelled_cells(netlist: str, models: list[Path]) -> list[str]:
 def _ecp5_cells(cells_sim: Path, replaced: tuple[str, ...]) -> str:
     """Yosys' ecp5/cells_sim.v standing alone: its `include`d files (Diamond flip-flops, I/O) inlined,
     the cells ecp5_model replaces removed."""
-    text = re.sub(r'^`include "([^"]+)"', lambda m: (cells_sim.parent / m.group(1)).read_text(),
-                  cells_sim.read_text(), flags=re.M)
+    seen: set[str] = set()
+
+    def inline(match: re.Match) -> str:  # nested (yowasp's common_sim.vh) and repeated includes: once each
+        name = match.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        return re.sub(r'^`include "([^"]+)"', inline, (cells_sim.parent / name).read_text(), flags=re.M)
+
+    text = re.sub(r'^`include "([^"]+)"', inline, cells_sim.read_text(), flags=re.M)
     for cell in replaced:
         text = re.sub(rf"^(\(\* blackbox \*\)\n)?module {cell}\s*\(.*?^endmodule\n", "", text, flags=re.M | re.S)
     return text
