@@ -45,6 +45,7 @@ def test_unsupported_claims_only_the_modelled_configurations():
     assert "RESETMODE" in unsupported(_dp(YOSYS_FIFO, "    .RSTA(rst),\n    .RSTB(1'h0)"))[0]
     assert "CLKBMUX" in unsupported(_dp({**YOSYS_FIFO, "CLKBMUX": '"INV"'}, tied))[0]
     assert "DATA_WIDTH" in unsupported(_dp({**YOSYS_FIFO, "DATA_WIDTH_B": "32'd8"}, tied))[0]
+    assert "DATA_WIDTH" in unsupported(_dp({**YOSYS_FIFO, "DATA_WIDTH_B": "32'd36"}, tied))[0]  # 36: PDP only
     ports = "    .P0(p[0]),\n    .SIGNEDA(1'h1),\n    .SIGNEDB(1'h1),\n    .SOURCEA(1'h0),\n    .SOURCEB(1'h0)"
     assert unsupported(_mult({}, ports)) == []  # synth_ecp5's combinational multiplier
     assert "REG_OUTPUT_CLK" in unsupported(_mult({"REG_OUTPUT_CLK": '"CLK0"'}, ports))[0]

@@ -20,7 +20,8 @@ DP16KD, as Yosys' brams_map.v instantiates it for `$__ECP5_DP16KD_` (true dual p
 MULT18X18D: the combinational product P = A × B of Yosys' dsp_map.v (A, B signed per SIGNEDA/SIGNEDB,
 36-bit P), all REG_*_CLK "NONE".
 
-A netlist using anything else (inverted clocks or other *MUX settings, ASYNC reset, a registered or
+A netlist using anything else (inverted clocks or other *MUX settings, an ASYNC reset that is driven
+(synth_ecp5 writes RESETMODE "ASYNC" with RSTx tied 0 for memories without a read reset), a registered or
 cascaded multiplier, dynamic init) is not simulated (`unsupported` names the cell and setting), so
 no verdict rests on a guess. References: Lattice TN1264 (ECP5 memory) and TN1267 (sysDSP); Yosys'
 techlibs/ecp5 brams.txt, brams_map.v, dsp_map.v for the mapping these models mirror.
@@ -62,7 +63,8 @@ def unsupported(netlist: str) -> list[str]:
     problems = []
     for name, p, conns in _instances(netlist, "DP16KD"):
         wa, wb = (_int(p.get(f"DATA_WIDTH_{x}", "18")) for x in "AB")
-        if wa not in WIDTHS + (36,) or wb not in WIDTHS + (36,):
+        if wa not in WIDTHS + (36,) or wb not in WIDTHS + (36,) or (wb == 36 and wa != 36):
+            # 36 bits only as the pseudo dual port: A writes, B reads (a 36-bit read drives DOA too)
             problems.append(f"DP16KD {name}: DATA_WIDTH_A {wa}, DATA_WIDTH_B {wb}")
         for x in "AB":
             if _str(p.get(f"REGMODE_{x}"), "NOREG") not in ("NOREG", "OUTREG"):
