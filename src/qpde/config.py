@@ -128,6 +128,9 @@ class FoldedConfig:
     # "auto": per constant MatMul of at most 64×64, a da4ml constant-matrix kernel (cmvm) instead of the
     # MVAU where its LUT estimate is lower (docs/folded.md, "cmvm"); "off": MVAUs only
     cmvm: str = "off"
+    # after placement, a design whose placed Fmax is below clock_mhz and misses its target fields/s is
+    # folded again at that Fmax, rebuilt, reverified, placed and replaces it (needs pnr)
+    refold: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,10 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
         check_quant_options(cfg.quant.rounding, cfg.quant.state_bits, cfg.quant.weight_scaling)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if cfg.folded.clock_mhz <= 0:
+        raise ConfigError(f"{where}: [folded] clock_mhz must be > 0, got {cfg.folded.clock_mhz}")
+    if cfg.folded.refold and not cfg.folded.pnr:
+        raise ConfigError(f"{where}: [folded] refold = true refolds at the placed Fmax: it needs pnr = true")
     if cfg.train.device not in DEVICES:
         raise ConfigError(f"{where}: [train] device {cfg.train.device!r}: use one of {', '.join(DEVICES)}")
     for dataset in cfg.datasets:

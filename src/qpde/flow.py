@@ -546,6 +546,17 @@ def _make_folded(flow: Flow, variant: Variant, inputs: dict[str, Path], out: Pat
     write_json(out, {"designs": rows})
 
 
+def _folded_netlists_exact(path: Path) -> None:
+    """The folded step's gate: a design whose Yosys netlist (xc7, or the ECP5 one nextpnr would place)
+    differs from the golden has its counts withheld and is not placed (its row says so and stays), and
+    the run exits 1: a synthesis tool changed the circuit."""
+    for row in json.loads(Path(path).read_text()).get("designs", []):
+        for key, netlist in (("postsynth_mismatches", "synth_xilinx"), ("ecp5_postsynth_mismatches", "synth_ecp5")):
+            if row.get(key):
+                raise MismatchError(f"folded {row.get('design')}: the {netlist} netlist differs from the golden on "
+                                    f"{row[key]} fields: counts withheld, not placed ({path})")
+
+
 def _artifact(method: str, *args) -> Callable[[Layout, Variant, str], Path]:
     return lambda layout, variant, key: getattr(layout, method)(variant, *args)
 
@@ -594,11 +605,12 @@ STEPS: dict[str, Step] = {step.name: step for step in (
          config=lambda cfg, v: {k: getattr(cfg.rtl, k) for k in
                                 ("pnr", "pnr_max_lut", "ecp5_device", "ecp5_package", "freq_mhz")},
          tools=("qpde", "yosys", "nextpnr"), after=("rtl", "synth"), applies=_quantized),
-    Step("folded", "folded streaming designs: Verilator (stalls), Yosys, nextpnr-ecp5", _make_folded,
+    Step("folded", "folded streaming designs: Verilator (stalls), Yosys (gate: its netlists equal to the golden), "
+         "nextpnr-ecp5", _make_folded,
          _artifact("row", "folded"), needs=_on_test_set,
          config=lambda cfg, v: {"folded": cfg.folded, "scenario": v.scenario},
          tools=("qpde", "verilator", "yosys", "nextpnr", "folded-src"), after=("data", "export"),
-         applies=_quantized),
+         applies=_quantized, gate=_folded_netlists_exact),
 )}
 
 # The steps of each hardware backend, in order (`qpde run --backends`).

@@ -174,10 +174,13 @@ def _folded_for(cfg: SweepConfig, part: Part | None, fps: float | None):
 
 
 def design_fields_per_s(row: dict, clock_mhz: float) -> tuple[float, str]:
-    """A folded design's throughput: placed Fmax / measured II where placed, else the assumed clock."""
+    """A folded design's throughput: placed Fmax / measured II where placed, else the clock it was
+    folded for (its fold_clock_mhz: a refolded design's is the Fmax it was refolded at; clock_mhz,
+    the config's, for rows written before refolding existed)."""
     if row.get("fields_per_s"):
         return row["fields_per_s"], "placed Fmax"
-    return clock_mhz * 1e6 / row["ii_cycles"], f"at the assumed {clock_mhz:g} MHz"
+    clock = row.get("fold_clock_mhz") or clock_mhz
+    return clock * 1e6 / row["ii_cycles"], f"at the assumed {clock:g} MHz"
 
 
 def _folded_cost(sweep: Sweep, candidate: Candidate, metric: str, part: Part | None) -> None:

@@ -85,17 +85,42 @@ def yosys_datdir(tool: str) -> Path:
     return share
 
 
+_KEYWORDS = {"assign", "always", "initial", "input", "output", "inout", "wire", "reg", "module", "endmodule"}
+
+
 def unmodelled_cells(netlist: str, models: list[Path]) -> list[str]:
     """Cell types the netlist instantiates whose model is only a port list (Yosys 0.23's and 0.70's
-    xilinx/cells_sim.v declare RAMB18E1/RAMB36E1 with timing but no behaviour: simulated, a block
-    RAM reads 0)."""
-    used = set(re.findall(r"^\s+([A-Za-z_]\w*) (?:#\(|\\?\S+ \()", netlist, re.M))
+    xilinx/cells_sim.v declare RAMB18E1/RAMB36E1 with timing but no behaviour, ecp5/cells_sim.v
+    DP16KD as a black box: simulated, a block RAM reads 0) or that no model defines (MULT18X18D is
+    only in ecp5/cells_bb.v)."""
+    # an instance: `CELL #(` or `CELL name (`; write_verilog puts two spaces after an escaped name
+    used = set(re.findall(r"^\s+([A-Za-z_]\w*) (?:#\(|\\?\S+\s+\()", netlist, re.M)) - _KEYWORDS
+    defined = set(re.findall(r"^module \\?(\S+?)\s*\(", netlist, re.M))
     empty = []
     for model in models:
         for name, body in re.findall(r"^module (\w+)\b(.*?)^endmodule", model.read_text(), re.M | re.S):
+            defined.add(name)
             if name in used and not re.search(r"\b(assign|always|initial)\b", body):
                 empty.append(name)
-    return sorted(empty)
+    return sorted(set(empty) | (used - defined))
+
+
+def _ecp5_cells(cells_sim: Path, replaced: tuple[str, ...]) -> str:
+    """Yosys' ecp5/cells_sim.v standing alone: its `include`d files (Diamond flip-flops, I/O) inlined,
+    the cells ecp5_model replaces removed."""
+    seen: set[str] = set()
+
+    def inline(match: re.Match) -> str:  # nested (yowasp's common_sim.vh) and repeated includes: once each
+        name = match.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        return re.sub(r'^`include "([^"]+)"', inline, (cells_sim.parent / name).read_text(), flags=re.M)
+
+    text = re.sub(r'^`include "([^"]+)"', inline, cells_sim.read_text(), flags=re.M)
+    for cell in replaced:
+        text = re.sub(rf"^(\(\* blackbox \*\)\n)?module {cell}\s*\(.*?^endmodule\n", "", text, flags=re.M | re.S)
+    return text
 
 
 def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: str = "xc7",
@@ -119,6 +144,7 @@ def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: st
     (work / "sim").mkdir(parents=True, exist_ok=True)
     models = [yosys_datdir(tool) / m for m in CELL_MODELS[target]]
     text = netlist.read_text()
+    unsupported: list[str] = []
     if target != "ecp5":  # Yosys' block RAM cells have no behaviour: ours replace them where they cover the netlist
         from qpde.backends.folded.bram_model import CELLS, bram_models, supported
 
@@ -129,6 +155,14 @@ def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: st
             (work / "cells_sim.v").write_text(cells)
             (work / "bram_sim.v").write_text(bram_models())
             models = [work / "cells_sim.v", work / "bram_sim.v"]
+    else:  # DP16KD is a black box in ecp5/cells_sim.v and MULT18X18D has no model: ecp5_model's replace them
+        from qpde.backends.folded.ecp5_model import CELLS as ECP5_CELLS, ecp5_models, unsupported as ecp5_unsupported
+
+        unsupported = ecp5_unsupported(text)
+        if not unsupported:
+            (work / "cells_sim.v").write_text(_ecp5_cells(models[0], ECP5_CELLS))
+            (work / "ecp5_sim.v").write_text(ecp5_models())
+            models = [work / "cells_sim.v", work / "ecp5_sim.v"]
     (work / MEM_DIR).mkdir(parents=True, exist_ok=True)  # the testbench runs there; the netlist holds the ROMs
     shutil.copy2(Path(design.out_dir) / "sim" / "tb.cpp", work / "sim" / "tb.cpp")
     copy = dataclasses.replace(design, out_dir=work, verilog_files=[netlist, *models], netlist=target,
@@ -138,7 +172,8 @@ def netlist_verdict(graph, design, synth_dir: Path, x: np.ndarray, *, target: st
     missing = unmodelled_cells(text, models)
     x = np.asarray(x)[:fields]
     if missing:  # simulating them would read undriven outputs as 0: no verdict rather than a false one
-        verdict = Verdict("folded-netlist", 0, 0, 0, None, 0.0, {"agrees": None, "unmodelled_cells": missing})
+        verdict = Verdict("folded-netlist", 0, 0, 0, None, 0.0, {"agrees": None, "unmodelled_cells": missing,
+                                                                 "unsupported": unsupported})
     else:
         _binary(copy)  # a build failure is a tool problem: it propagates
         try:

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from qpde.backends.tools import find_tool, run_tool
@@ -266,7 +267,8 @@ def ecp5_stat_luts(cells: dict[str, int]) -> int:
 
 def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABGA381", freq_mhz: float = 100,
              router: str | None = None, seed: int = 1, timeout_s: float = NEXTPNR_TIMEOUT_S,
-             synth_timeout_s: float = YOSYS_TIMEOUT_S, stream_top: bool = False) -> dict:
+             synth_timeout_s: float = YOSYS_TIMEOUT_S, stream_top: bool = False,
+             check: Callable[[Path], str | None] | None = None) -> dict:
     """Synthesize (synth_ecp5), place and route (nextpnr-ecp5) and pack (ecppack) the wrapped core.
 
     `stream_top`: the design's own top is placed as it is (a folded streaming design: its narrow
@@ -274,6 +276,8 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
     instead of da4ml's wide-bus core in the shift-register/XOR-fold wrapper.
     A design larger than the part returns a result with `note` "does not fit: …" (no exception),
     so a sweep goes on.
+    `check`: called with out_dir once synth_ecp5's netlist is written (out_dir/netlist_ecp5.v, the one
+    nextpnr would place); a returned reason stops the flow before nextpnr (`note` = the reason, no Fmax).
     Timing failures are reported as a lower fmax_mhz, not an error."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +308,8 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
 
     def synthesize(nodsp: bool) -> dict[str, int]:
         synth = f"synth_ecp5 -top {top} -json {netlist.name}" + (" -nodsp" if nodsp else "")
-        ys.write_text("\n".join(script + [synth, "tee -q -o stat_ecp5.json stat -json"]) + "\n")
+        ys.write_text("\n".join(script + [synth, "tee -q -o stat_ecp5.json stat -json",
+                                           "write_verilog -noattr netlist_ecp5.v"]) + "\n")
         times["synth_ecp5"] = times.get("synth_ecp5", 0.0) + run_tool(
             cmd + ["-s", ys.name], out_dir, out_dir / "synth_ecp5.log", synth_timeout_s, tool, "use a smaller model")
         return parse_stat_json((out_dir / "stat_ecp5.json").read_text(), top)
@@ -325,6 +330,14 @@ def pnr_ecp5(design, out_dir: Path, *, device: str = "85k", package: str = "CABG
         result["seconds"] = {k: round(v, 2) for k, v in times.items()}
         (out_dir / "pnr_ecp5.json").write_text(json.dumps(result, indent=2))
         return result
+
+    if check is not None:
+        reason = check(out_dir)
+        if reason:
+            result["note"] = reason
+            result["seconds"] = {k: round(v, 2) for k, v in times.items()}
+            (out_dir / "pnr_ecp5.json").write_text(json.dumps(result, indent=2))
+            return result
 
     config, report = out_dir / "pnr_ecp5.config", out_dir / "pnr_ecp5_report.json"
     pnr_cmd = [nextpnr, f"--{device}", "--package", package, "--json", netlist.name, "--textcfg", config.name,
