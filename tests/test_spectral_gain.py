@@ -47,7 +47,7 @@ def gained_fno(scenario: str, seed: int = 0, shape: FNOConfig = TINY, n: int = T
     torch.manual_seed(seed)
     model = cls(n, shape, parse_scenario(scenario).with_options(**GAINED))
     gains = model.calibrate_mode_gains(_float_twin(model), _fields(model.points))
-    assert gains and any(max(g) > 0 for g in gains)
+    assert gains and any(max(g["dft"]) > 0 for g in gains)
     return calibrated(model, model.points)
 
 
@@ -85,18 +85,25 @@ def test_gains_are_powers_of_two_shared_by_re_and_im_and_survive_a_checkpoint(tm
     model = gained_fno("w4a8")
     for layer in model.layers:
         conv = layer.spectral
-        gain, inv = conv.mode_gain.numpy(), conv.mode_gain_inv.numpy()
-        exps = np.log2(gain)
-        assert np.array_equal(exps, np.round(exps)) and exps.min() == 0 and exps.max() <= MAX_GAIN_EXP
-        assert np.array_equal(gain[: conv.modes], gain[conv.modes :]) and np.array_equal(gain * inv, np.ones_like(gain))
+        gain, mix, inv = conv.mode_gain.numpy(), conv.mix_gain.numpy(), conv.mode_gain_inv.numpy()
+        exps, mix_exps = np.log2(gain), np.log2(mix)
+        assert np.array_equal(exps, np.round(exps)) and exps.min() == 0
+        assert np.array_equal(mix_exps, np.round(mix_exps)) and mix_exps.min() == 0
+        assert (exps + mix_exps[: 2 * conv.modes]).max() <= MAX_GAIN_EXP
+        assert np.array_equal(gain[: conv.modes], gain[conv.modes :])  # Re and Im of a mode alike
+        assert np.array_equal(mix, np.tile(mix[: 2 * conv.modes], conv.width))  # every channel alike
+        assert np.array_equal(gain * mix[: 2 * conv.modes] * inv, np.ones_like(gain))
         assert conv.gain_exponents().tolist() == exps[: conv.modes].astype(int).tolist()
     variant = Variant("burgers", "fno", "w4a8", TINY_N)
     path = save_checkpoint(tmp_path / "m.pt", model, variant, dataclasses.asdict(TINY), [], GAINED)
     again = load_checkpoint(path)
     for a, b in zip(model.layers, again.layers):
         assert np.array_equal(a.spectral.gain_exponents(), b.spectral.gain_exponents())
+        assert np.array_equal(a.spectral.mix_gain_exponents(), b.spectral.mix_gain_exponents())
     with pytest.raises(ValueError, match="integers in 0..8"):
         model.layers[0].spectral.set_gain_exponents(np.array([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="also summed"):
+        model.layers[0].spectral.set_gain_exponents(np.array([0, 1, 2, 5]), np.array([0, 0, 0, 4]))
 
 
 def test_no_gains_unless_asked_and_none_for_32_bit_activations():
@@ -105,7 +112,8 @@ def test_no_gains_unless_asked_and_none_for_32_bit_activations():
     assert not plain.layers[0].spectral.gained and "layers.0.spectral.mode_gain" not in plain.state_dict()
     assert plain.calibrate_mode_gains(_float_twin(plain), _fields(TINY_N)) == []
     wide = FNO1d(TINY_N, TINY, parse_scenario("w8a32").with_options(**GAINED))
-    assert wide.calibrate_mode_gains(_float_twin(wide), _fields(TINY_N)) == [[0] * TINY.modes] * TINY.layers
+    zero = {"dft": [0] * TINY.modes, "mix": [0] * TINY.modes}
+    assert wide.calibrate_mode_gains(_float_twin(wide), _fields(TINY_N)) == [zero] * TINY.layers
     with pytest.raises(ConfigError, match="spectral_gain 'layer'"):
         parse_scenario("w4a8").with_options("round", 16, spectral_gain="layer")
 
@@ -122,23 +130,25 @@ def test_gained_export_equals_brevitas_and_qonnx_and_widens_the_dft_weights(gain
     model, path = gained_qonnx(scenario)
     graph = QGraph(path)
     assert not any(n.op_type == "Mul" for n in graph.model.graph.node)
-    w_bits = parse_scenario(scenario).w_bits
-    matmuls = [n for n in graph.nodes if n.op_type == "MatMul"]
-    dft_widths = []
+    w_bits, c, m = parse_scenario(scenario).w_bits, TINY.width, TINY.modes
+    role = {(TINY_N, 2 * m): "dft", (c * 2 * m, c * 2 * m): "mix", (2 * m, TINY_N): "idft"}
+    found, want = [], []
+    for node in graph.nodes:
+        if node.op_type == "MatMul" and graph.consts[node.input[1]].shape in role:
+            found.append((role[graph.consts[node.input[1]].shape], graph.const_bits[node.input[1]],
+                          graph.const_type(node.input[1]).width))  # the integers really are that wide
     for layer in model.layers:
-        g_max = int(layer.spectral.gain_exponents().max())
-        dft_widths += [w_bits + g_max] * 2
-    # per layer: lift | skip, DFT, mix, inverse DFT | … | proj1, proj2 (the order of the export)
-    spectral = [n for n in matmuls if graph.const_bits[n.input[1]] > w_bits]
-    assert [graph.const_bits[n.input[1]] for n in spectral] == dft_widths
-    assert [graph.const_type(n.input[1]).width for n in spectral] == dft_widths  # the integers really are that wide
+        g, h = layer.spectral.gain_exponents(), layer.spectral.mix_gain_exponents()
+        want += [("dft", w_bits + g.max()), ("mix", w_bits + h.max()), ("idft", w_bits + (g + h).max())]
+    assert [(r, b) for r, b, _ in found] == want and all(b == width for _, b, width in found)
+    assert max(b for _, b in want) > w_bits + 2
     assert_golden_equals_brevitas_and_qonnx(model, path, stride=7)
     ours = graph_cost(graph)
     theirs = inference_cost(str(path), discount_sparsity=True)["total_cost"]
     assert (ours["macs"], ours["bops"]) == (theirs["total_macs"], theirs["total_bops"])
     # the same weights without gains compute something else (the gains are not a no-op)
     plain = FNO1d(TINY_N, TINY, parse_scenario(scenario).with_options("round", 16))
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "mode_gain" not in k})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "_gain" not in k})
     x = torch.from_numpy(edge_inputs(graph).astype(np.float32))
     with torch.no_grad():
         assert not torch.equal(plain.eval()(x), model(x))
@@ -202,10 +212,13 @@ def test_gained_folded_integer_model_equals_golden_with_widths_grown(gained_qonn
     graph = QGraph(path)
     df = build_dataflow(graph)
     widths = {u.name: u.params["w_width"] for u in df.units if u.kind == "mvau"}
-    spectral = {n.name: graph.const_bits[n.input[1]] for n in graph.nodes
-                if n.op_type == "MatMul" and graph.const_bits[n.input[1]] > 4}
-    assert len(spectral) == 2 * len(model.layers)
-    assert {name: widths[name] for name in spectral} == spectral
+    matmuls = [n for n in graph.nodes if n.op_type == "MatMul"]
+    assert sum(graph.const_bits[n.input[1]] > 4 for n in matmuls) >= 2 * len(model.layers)  # DFT, inverse DFT
+    for node in matmuls:  # every MVAU stores its weights' exact integer width (the gained ones w + max g)
+        w_t = graph.const_type(node.input[1])
+        assert widths[node.name] == w_t.width + (0 if w_t.signed else 1), node.name
+        if graph.const_bits[node.input[1]] > 4:
+            assert widths[node.name] == graph.const_bits[node.input[1]], node.name
     x = edge_inputs(graph)
     want = golden.run(graph, x)
     assert len(np.unique(want)) >= 8
