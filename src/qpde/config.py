@@ -67,6 +67,7 @@ class QuantConfig:
     rounding: str = "round"
     state_bits: int | None = DEFAULT_STATE_BITS  # 0: the scenario's activation bits (the state is not separate)
     weight_scaling: str = "tensor"  # or "channel": a power-of-two scale per output channel (exact everywhere)
+    spectral_gain: str = "off"  # or "mode": per-Fourier-mode power-of-two gains in the FNO's spectral path
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,8 @@ def validate(cfg: SweepConfig, where: str = "config") -> None:
     for dataset, data in cfg.data.items():
         _validate_data(dataset, data, where)
     try:
-        check_quant_options(cfg.quant.rounding, cfg.quant.state_bits, cfg.quant.weight_scaling)
+        check_quant_options(cfg.quant.rounding, cfg.quant.state_bits, cfg.quant.weight_scaling,
+                            cfg.quant.spectral_gain)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if cfg.folded.clock_mhz <= 0:

@@ -15,7 +15,7 @@ from qonnx.util.cleanup import cleanup_model
 
 from qpde.errors import GraphError
 from qpde.ingest import clean_model
-from qpde.passes import round_half_up_to_floor
+from qpde.passes import fold_channel_gains, round_half_up_to_floor
 from qpde.qgraph import QGraph
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def export_model(model: torch.nn.Module, n_inputs: int, path: Path) -> Path:
         export_qonnx(model, torch.zeros(1, n_inputs), str(raw))
     clean = clean_model(ModelWrapper(str(raw)))  # the passes every user file gets too (ingest.py)
     # Round-half-up activations (qpde.quant.RoundActQuant) → FLOOR Quants with half an LSB added.
+    # Per-mode spectral gains (a Mul by 2^g next to a DFT stage) → the DFT/inverse-DFT weights.
+    clean = cleanup_model(fold_channel_gains(clean))
     clean = cleanup_model(round_half_up_to_floor(clean))
     QGraph(clean)  # refuse unsupported graphs before anything is written
     tmp = path.with_suffix(".tmp.onnx")

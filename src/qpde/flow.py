@@ -318,7 +318,12 @@ def _train_needs(cfg: SweepConfig, variant: Variant) -> Needs:
 def _train_config(cfg: SweepConfig, variant: Variant):
     common = {"arch": variant.arch, "resolution": variant.resolution, "shape": shape_for(cfg, variant),
               "train": cfg.train}
-    return {**common, "scenario": variant.scenario, "quant": cfg.quant} if _quantized(variant) else common
+    if not _quantized(variant):
+        return common
+    quant = dataclasses.asdict(cfg.quant)
+    if quant["spectral_gain"] == "off":
+        del quant["spectral_gain"]  # the key of every checkpoint trained before the option stays the same
+    return {**common, "scenario": variant.scenario, "quant": quant}
 
 
 def _make_train(flow: Flow, variant: Variant, inputs: dict[str, Path], out: Path) -> None:

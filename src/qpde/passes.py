@@ -142,6 +142,107 @@ def round_half_up_to_floor(model):
     return model
 
 
+def fold_channel_gains(model):
+    """Fold every Mul by a constant vector of powers of two along the last axis (the FNO's per-mode
+    spectral gains, `qpde.models.fno.SpectralConv`) into the constant weight of the MatMul next to
+    it, so no backend sees a per-channel Mul:
+
+        (x @ W) · c  =  x @ (W · diag(c))        (a gain after a DFT stage: columns scaled)
+        (x · c) @ W  =  x @ (diag(c) · W)        (a gain undone before an inverse DFT: rows scaled)
+
+    Both are exact: c_j = 2^g_j only moves binary points. The new weight is written as a per-tensor
+    Quant at the finest exponent of its values, e + min g, and `bits + max g − min g` bits (the
+    integer codes of the old weight shifted left by g_j − min g: they fit exactly, and BOPs and
+    every backend's weight width see the wider constant). A weight shared by several MatMuls (the
+    DFT matrix of every layer) gets its own Quant per gain. Other Muls are left to QGraph (which
+    admits only a scalar power of two). Returns the model (modified in place); re-run qonnx cleanup."""
+    from qpde.errors import GraphError
+
+    graph = model.graph
+    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    for mul in [n for n in graph.node if n.op_type == "Mul"]:
+        consts = [name for name in mul.input if name in inits]
+        if len(consts) != 1 or inits[consts[0]].size == 1:
+            continue
+        gain = inits[consts[0]].astype(np.float64)
+        if any(d != 1 for d in gain.shape[:-1]):
+            continue  # not along the last axis only: QGraph refuses it with the node's name
+        gain = gain.reshape(-1)
+        exps = np.log2(gain, where=gain > 0, out=np.full(gain.shape, np.nan))
+        if not np.all(np.isfinite(exps) & (exps == np.round(exps))):
+            raise GraphError(f"node {mul.name!r} (Mul): per-channel gains {gain[:4]} are not all positive powers "
+                             "of two (not exact in fixed point)")
+        dynamic = next(name for name in mul.input if name != consts[0])
+        users = [n for n in graph.node if mul.output[0] in n.input]
+        before, after = producer.get(dynamic), users[0] if len(users) == 1 else None
+        uses_of_dynamic = [n for n in graph.node if dynamic in n.input]
+        if before is not None and before.op_type == "MatMul" and uses_of_dynamic == [mul] and \
+                _weight_quant(before, producer, inits) is not None:
+            matmul, axis = before, 1  # gain on the product's columns
+        elif after is not None and after.op_type == "MatMul" and after.input[0] == mul.output[0] and \
+                _weight_quant(after, producer, inits) is not None:
+            matmul, axis = after, 0  # gain on the weight's rows (the contraction axis)
+        else:
+            raise GraphError(f"node {mul.name!r} (Mul): a per-channel power-of-two gain must be next to a MatMul "
+                             "with a quantized constant weight, into which it is folded")
+        quant = _weight_quant(matmul, producer, inits)
+        _set_gained_weight(model, matmul, quant, inits, exps.astype(int), axis)
+        if axis == 1:
+            matmul.output[0] = mul.output[0]  # the product now carries the gain itself
+        else:
+            matmul.input[0] = dynamic
+        graph.node.remove(mul)
+    _remove_dead_nodes(model)
+    return model
+
+
+def _weight_quant(matmul, producer, inits):
+    """The Quant node producing a MatMul's weight from constants (a weight quantizer), or None."""
+    node = producer.get(matmul.input[1])
+    if node is None or node.op_type != "Quant" or not all(n in inits for n in node.input):
+        return None
+    return node
+
+
+def _set_gained_weight(model, matmul, quant, inits, exps: np.ndarray, axis: int) -> None:
+    from qpde.errors import GraphError
+    from qpde.ops import attr
+
+    weight, scale, zeropt, bits = (inits[name].astype(np.float64) for name in quant.input)
+    where = f"node {quant.name!r} (Quant)"
+    if weight.ndim != 2 or weight.shape[axis] != exps.size:
+        raise GraphError(f"{where}: a weight {weight.shape} cannot take {exps.size} per-channel gains on axis {axis}")
+    scale_exps = np.log2(scale)
+    if np.any(zeropt != 0) or bits.size != 1 or not np.all(scale_exps == np.round(scale_exps)):
+        raise GraphError(f"{where}: gains fold only into power-of-two weight quantizers with zero point 0")
+    n_bits, signed, narrow = int(bits.ravel()[0]), bool(attr(quant, "signed", 1)), bool(attr(quant, "narrow", 0))
+    qmin = -(2 ** (n_bits - 1)) + int(narrow) if signed else 0
+    qmax = 2 ** (n_bits - int(signed)) - 1
+    x = weight / scale
+    codes = np.clip(np.floor(x) if attr(quant, "rounding_mode", "ROUND") == "FLOOR" else np.round(x), qmin, qmax)
+    shape = (-1, 1) if axis == 0 else (1, -1)
+    values = codes * scale * 2.0 ** exps.reshape(shape)  # exact: powers of two
+    total_exps = np.broadcast_to(scale_exps, weight.shape) + exps.reshape(shape)
+    new_exp = int(total_exps.min())
+    new_bits = n_bits + int(total_exps.max()) - new_exp
+    ints = values / 2.0**new_exp
+    bound = 2 ** (new_bits - int(signed)) - 1
+    if not (np.array_equal(ints, np.round(ints)) and np.abs(ints).max(initial=0) <= bound and _f32_exact(values)):
+        raise GraphError(f"{where}: the gained weight is not exact on {new_bits} bits")
+    names = []
+    for value in (values, np.array(2.0**new_exp), np.array(0.0), np.array(float(new_bits))):
+        name = model.make_new_valueinfo_name()
+        model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+        names.append(name)
+    out = model.make_new_valueinfo_name()
+    gained = helper.make_node("Quant", names, [out], name=f"{quant.name}_gained_{matmul.name}", domain=quant.domain)
+    gained.attribute.extend(quant.attribute)
+    graph = model.graph
+    graph.node.insert(list(graph.node).index(matmul), gained)
+    matmul.input[1] = out
+
+
 def _remove_dead_nodes(model) -> None:
     """Drop nodes none of whose outputs is used (e.g. a bias quantizer whose output was replaced)."""
     graph = model.graph

@@ -39,6 +39,9 @@ _PATTERN = re.compile(r"^w(\d{1,2})a(\d{1,2})$")
 BIAS_BITS = 16
 WEIGHT_SCALINGS = ("tensor", "channel")  # one power-of-two weight scale per tensor, or per output channel
 ROUNDINGS = ("round", "floor")  # activation rounding: round half up (exported exactly as FLOOR + s/2), FLOOR
+# FNO spectral path: "off", or "mode": a power-of-two gain per Fourier mode before the spectral
+# activation quantizers, undone in the inverse DFT's weights (qpde.models.fno.SpectralConv).
+SPECTRAL_GAINS = ("off", "mode")
 DEFAULT_STATE_BITS = 16
 
 
@@ -52,6 +55,7 @@ class QuantSpec:
     rounding: str = "floor"  # activation rounding: "round" (half up) or "floor"
     state_bits: int | None = None  # width of the state quantizers (input, increment, output); None: a_bits
     weight_scaling: str = "tensor"  # "tensor" or "channel" (one power-of-two scale per output channel)
+    spectral_gain: str = "off"  # "off" or "mode" (per-mode power-of-two gains in the FNO's spectral path)
 
     @property
     def is_float(self) -> bool:
@@ -65,10 +69,11 @@ class QuantSpec:
         return max(self.a_bits, self.state_bits or self.a_bits)
 
     def with_options(self, rounding: str = "floor", state_bits: int | None = None,
-                     weight_scaling: str = "tensor") -> QuantSpec:
-        """The same scenario with a rounding, a state width and a weight scaling (checked)."""
-        check_quant_options(rounding, state_bits, weight_scaling)
-        return QuantSpec(self.name, self.w_bits, self.a_bits, rounding, state_bits or None, weight_scaling)
+                     weight_scaling: str = "tensor", spectral_gain: str = "off") -> QuantSpec:
+        """The same scenario with a rounding, a state width, a weight scaling and spectral gains (checked)."""
+        check_quant_options(rounding, state_bits, weight_scaling, spectral_gain)
+        return QuantSpec(self.name, self.w_bits, self.a_bits, rounding, state_bits or None, weight_scaling,
+                         spectral_gain)
 
     @property
     def cost_bits(self) -> tuple[int, int]:
@@ -89,7 +94,10 @@ def parse_scenario(name: str) -> QuantSpec:
     return QuantSpec(name, w_bits, a_bits)
 
 
-def check_quant_options(rounding: str, state_bits: int | None, weight_scaling: str = "tensor") -> None:
+def check_quant_options(rounding: str, state_bits: int | None, weight_scaling: str = "tensor",
+                        spectral_gain: str = "off") -> None:
+    if spectral_gain not in SPECTRAL_GAINS:
+        raise ConfigError(f"[quant] spectral_gain {spectral_gain!r}: use one of {', '.join(SPECTRAL_GAINS)}")
     if weight_scaling not in WEIGHT_SCALINGS:
         raise ConfigError(f"[quant] weight_scaling {weight_scaling!r}: use one of {', '.join(WEIGHT_SCALINGS)}")
     if rounding not in ROUNDINGS:

@@ -211,6 +211,10 @@ def train_variant(
         result = model.load_state_dict(float_state, strict=False)
         if result.unexpected_keys:
             raise QpdeError(f"{variant.id}: float checkpoint has unexpected keys {result.unexpected_keys}")
+        if hasattr(model, "calibrate_mode_gains"):  # per-mode spectral gains from the float model's spectra
+            gains = model.calibrate_mode_gains(load_checkpoint(float_checkpoint), train[0])
+            if gains:
+                log.info("%s: spectral gain exponents per layer %s", variant.id, gains)
         epochs, lr = cfg.qat_epochs, cfg.qat_lr
     history = fit(
         model, train, val, epochs=epochs, lr=lr, batch_size=cfg.batch_size, seed=cfg.seed, label=variant.id,

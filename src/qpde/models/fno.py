@@ -27,6 +27,18 @@ from torch.nn.utils import parametrize
 
 from qpde.quant import QuantSpec, act_kwargs, linear_kwargs
 
+# Per-mode spectral gains ([quant] spectral_gain = "mode"): mode k's gain 2^g_k lifts its
+# GAIN_QUANTILE of |X_k| (Re and Im together, over the training inputs and channels, float model)
+# up to, not above, the largest mode's, so the shared power-of-two scale of the DFT's quantizer no
+# longer spends its codes on the low modes alone; a second gain 2^h_k does the same for the mode
+# mixing's output. g + h ≤ MAX_GAIN_EXP: the DFT, mixing and inverse-DFT weights grow by max g,
+# max h and max (g + h) bits. Activations wider than GAIN_MAX_ACT_BITS get no gain (32-bit codes
+# lose nothing to a shared scale, and wider weights would push their sums past float64's 53 bits).
+GAIN_QUANTILE = 0.999
+MAX_GAIN_EXP = 8
+GAIN_MAX_ACT_BITS = 16
+GAIN_SAMPLES = 4096  # training inputs the statistics are taken on (evenly spaced), bounding memory
+
 
 @dataclass(frozen=True)
 class FNOConfig:
@@ -146,6 +158,58 @@ class SpectralConv(nn.Module):
         self.dft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self._init_mixing(width, modes, spec)
         self.idft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self._init_gains(spec)
+
+    def _init_gains(self, spec: QuantSpec) -> None:
+        """Buffers of the per-mode gains, all 1 until `set_gain_exponents`; only with spectral_gain
+        = "mode" (other checkpoints keep their keys). mode_gain (2^g over the [Re…, Im…] spectrum)
+        before the DFT's quantizer, mix_gain (2^h, per channel c·2M + j) before the mode mixing's
+        quantizer, mode_gain_inv (2^-(g+h)) before the inverse DFT."""
+        self.gain_cap = MAX_GAIN_EXP if (spec.a_bits or 0) <= GAIN_MAX_ACT_BITS else 0
+        if spec.is_float or spec.spectral_gain != "mode":
+            return
+        self.register_buffer("mode_gain", torch.ones(2 * self.modes))
+        self.register_buffer("mix_gain", torch.ones(self.width * 2 * self.modes))
+        self.register_buffer("mode_gain_inv", torch.ones(2 * self.modes))
+
+    @property
+    def gained(self) -> bool:
+        return hasattr(self, "mode_gain")
+
+    def set_gain_exponents(self, exps: np.ndarray, mix_exps: np.ndarray | None = None) -> None:
+        """Set g_k (before the DFT's quantizer) and h_k (added before the mixing's quantizer) per
+        kept mode, integers with g + h in 0..gain_cap. Re and Im of a mode share them, so the
+        complex mode mixing commutes with the gain (out_k = W_k·(2^g_k in_k) = 2^g_k·W_k in_k)."""
+        exps = np.asarray(exps)
+        mix_exps = np.zeros_like(exps) if mix_exps is None else np.asarray(mix_exps)
+        for e in (exps, mix_exps, exps + mix_exps):
+            if e.shape != (self.modes,) or not np.array_equal(e, np.round(e)) or e.min() < 0 or e.max() > self.gain_cap:
+                raise ValueError(f"mode gain exponents must be {self.modes} integers in 0..{self.gain_cap} "
+                                 f"(also summed), got {exps} and {mix_exps}")
+        gain = torch.tensor(np.tile(2.0**exps, 2), dtype=torch.float32)
+        mix = torch.tensor(np.tile(2.0**mix_exps, 2), dtype=torch.float32)
+        self.mode_gain.copy_(gain)
+        self.mix_gain.copy_(mix.repeat(self.width))
+        self.mode_gain_inv.copy_(1.0 / (gain * mix))  # exact: powers of two
+
+    def gain_exponents(self) -> np.ndarray | None:
+        if not self.gained:
+            return None
+        return np.log2(self.mode_gain[: self.modes].numpy()).round().astype(int)
+
+    def mix_gain_exponents(self) -> np.ndarray | None:
+        if not self.gained:
+            return None
+        return np.log2(self.mix_gain[: self.modes].numpy()).round().astype(int)
+
+    def _gain(self, s: torch.Tensor) -> torch.Tensor:  # [B, C, 2M], before the DFT's quantizer
+        return s * self.mode_gain if self.gained else s
+
+    def _mix_gain(self, s: torch.Tensor) -> torch.Tensor:  # [B, C·2M], before the mixing's quantizer
+        return s * self.mix_gain if self.gained else s
+
+    def _ungain(self, s: torch.Tensor) -> torch.Tensor:  # before the inverse DFT (folded into its weights)
+        return s * self.mode_gain_inv if self.gained else s
 
     def _init_mixing(self, width: int, modes: int, spec: QuantSpec) -> None:
         self.width, self.modes = width, modes
@@ -158,15 +222,15 @@ class SpectralConv(nn.Module):
         self.mix_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
 
     def transform(self, h: torch.Tensor) -> torch.Tensor:  # [B, C, N] → [B, C, 2M]
-        return self.dft_q(self.dft(h))
+        return self.dft_q(self._gain(self.dft(h)))
 
     def inverse(self, s: torch.Tensor) -> torch.Tensor:  # [B, C, 2M] → [B, C, N]
-        return self.idft_q(self.idft(s))
+        return self.idft_q(self.idft(self._ungain(s)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: [B, N, C]
         batch = h.shape[0]
         s = self.transform(h.transpose(1, 2))
-        s = self.mix_q(self.mix(s.reshape(batch, -1))).reshape(batch, self.width, 2 * self.modes)
+        s = self.mix_q(self._mix_gain(self.mix(s.reshape(batch, -1)))).reshape(batch, self.width, 2 * self.modes)
         return self.inverse(s).transpose(1, 2)  # [B, N, C]
 
 
@@ -184,12 +248,26 @@ class SpectralConv2d(SpectralConv):
         self.idft_x, self.idft = _fixed_linear(inverse_x, spec), _fixed_linear(inverse_y, spec)
         self.idft_x_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
         self.idft_q = qnn.QuantIdentity(**act_kwargs(spec, signed=True))
+        self._init_gains(spec)
 
     def transform(self, h: torch.Tensor) -> torch.Tensor:
-        return self.dft_q(self.dft(self.dft_y_q(self.dft_y(h))))
+        return self.dft_q(self._gain(self.dft(self.dft_y_q(self.dft_y(h)))))
 
     def inverse(self, s: torch.Tensor) -> torch.Tensor:
-        return self.idft_q(self.idft(self.idft_x_q(self.idft_x(s))))
+        return self.idft_q(self.idft(self.idft_x_q(self.idft_x(self._ungain(s)))))
+
+
+def mode_gain_exponents(spectrum: np.ndarray, modes: int, cap=MAX_GAIN_EXP) -> np.ndarray:
+    """g_k for a spectrum [..., 2·modes] laid out [Re…, Im…]: floor(log2(q_max / q_k)) in 0..cap
+    (a number or one per mode), q_k the GAIN_QUANTILE of |Re X_k| and |Im X_k| together. The floor
+    keeps every gained mode's quantile at or below the largest one, which sets the shared quantizer
+    scale. A mode that is never excited (q_k = 0) gets no gain: there is nothing to resolve."""
+    flat = np.abs(np.asarray(spectrum, dtype=np.float64)).reshape(-1, 2, modes)  # [samples, Re/Im, k]
+    q = np.quantile(flat.transpose(2, 0, 1).reshape(modes, -1), GAIN_QUANTILE, axis=1)
+    if not np.any(q > 0):
+        return np.zeros(modes, dtype=int)
+    ratio = np.divide(q.max(), q, out=np.ones(modes), where=q > 0)
+    return np.clip(np.floor(np.log2(ratio)), 0, cap).astype(int)
 
 
 class FourierLayer(nn.Module):
@@ -240,6 +318,40 @@ class FNO1d(nn.Module):
         # Default init of a 1-input Linear draws weights in ±1, large next to a field of order 1.
         bound = 1.0 / math.sqrt(self.config.width)
         nn.init.uniform_(self.lift.weight, -bound, bound)
+
+    def calibrate_mode_gains(self, float_model: FNO1d, inputs: np.ndarray) -> list[dict]:
+        """Choose every Fourier layer's per-mode gain exponents from the float model's spectra of
+        `inputs` (training fields [S, N]): g from the DFT's output, h from the mode mixing's output
+        once gained by g (the mixing is linear per mode). Returns per layer {"dft": g, "mix": h};
+        a no-op returning [] unless spectral_gain = "mode"."""
+        convs = [layer.spectral for layer in self.layers if layer.spectral.gained]
+        if not convs:
+            return []
+        index = np.unique(np.linspace(0, len(inputs) - 1, min(len(inputs), GAIN_SAMPLES)).round().astype(int))
+        seen: list[dict[str, list]] = [{"dft": [], "mix": []} for _ in float_model.layers]
+        hooks = []
+        for layer, keep in zip(float_model.layers, seen):
+            for name in keep:
+                hook = lambda m, i, out, keep=keep[name]: keep.append(out.detach())  # noqa: E731
+                hooks.append(getattr(layer.spectral, name).register_forward_hook(hook))
+        try:
+            float_model.eval()
+            with torch.no_grad():
+                x = torch.from_numpy(np.asarray(inputs, dtype=np.float32)[index])
+                for start in range(0, len(x), 256):
+                    float_model(x[start : start + 256])
+        finally:
+            for handle in hooks:
+                handle.remove()
+        chosen = []
+        for conv, keep in zip(convs, seen):
+            m = conv.modes
+            g = mode_gain_exponents(torch.cat(keep["dft"]).numpy(), m, conv.gain_cap)
+            mixed = torch.cat(keep["mix"]).numpy().reshape(-1, 2 * m) * np.tile(2.0**g, 2)
+            h = mode_gain_exponents(mixed, m, conv.gain_cap - g)
+            conv.set_gain_exponents(g, h)
+            chosen.append({"dft": g.tolist(), "mix": h.tolist()})
+        return chosen
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # [B, N]
         u_q = self.in_q(u.unsqueeze(-1))
