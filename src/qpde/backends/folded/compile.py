@@ -47,8 +47,8 @@ def unit_cycles_logical(df: Dataflow, unit: Unit, par: dict, streams: dict) -> i
 
 def unit_lag(df: Dataflow, unit: Unit) -> float:
     """Tensors (of the unit's input) a unit absorbs before its first output."""
-    if unit.kind == "transpose":
-        return 1.0
+    if unit.kind == "transpose":  # one [R, C] tensor: the whole field, or a row of a mode-major MVAU
+        return unit.params["R"] * unit.params["C"] / df.streams[unit.inputs[0]].numel
     if unit.kind in ("mvau", "cmvm"):  # one row (the kernel's own registers: the per-unit pipeline allowance)
         return unit.params["K"] / df.streams[unit.inputs[0]].numel
     if unit.kind == "outer":  # the sums are final after the field's last token
@@ -187,7 +187,11 @@ def fifo_gaps(df: Dataflow, stream: str, consumers: list[Unit], pipe: float) -> 
 
 
 def elaborate(df: Dataflow, folding: dict) -> Dataflow:
-    """Physical graph for a folding (validated: ConfigError names a bad layer)."""
+    """Physical graph for a folding (validated: ConfigError names a bad layer). MVAUs whose mode-major
+    transposers the folding names run in that order (modemajor.apply)."""
+    from qpde.backends.folded.modemajor import apply
+
+    df = apply(df, folding)
     par = validate(df, folding)
     streams = {name: replace(s) for name, s in df.streams.items()}
     producers = {s: u for u in df.units for s in u.outputs}

@@ -38,6 +38,9 @@ class Folding:
     # layer → "cmvm" where the layer is a da4ml constant-matrix kernel instead of an MVAU (forced by a
     # {"kind": "cmvm"} folding entry or chosen by optimize(cmvm="auto"); see choose_kernels)
     kernels: dict[str, str] = field(default_factory=dict)
+    # MVAUs in mode-major order (modemajor.py); `layers` holds their transposers' lanes, which is what
+    # elaborate/build_folded read (modemajor.apply)
+    mode_major: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -119,6 +122,9 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
 
 
 def validate(df: Dataflow, folding: dict) -> dict[str, dict[str, int]]:
+    from qpde.backends.folded.modemajor import apply
+
+    df = apply(df, folding)  # the transposers of mode-major MVAUs named in the folding
     names = {u.name for u in df.units}
     unknown = set(folding) - names
     if unknown:
@@ -203,9 +209,12 @@ def cycle_model(df: Dataflow) -> dict[str, int]:
     return cycles
 
 
-def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]:
-    """The larger parallelisms of a unit, smallest step first: SIMD (up to K), then PE; lanes."""
+def _grow(df: Dataflow, unit: Unit, par: dict[str, int], row_cycles=None) -> list[dict[str, int]]:
+    """The larger parallelisms of a unit, smallest step first: SIMD (up to K), then PE; lanes.
+    row_cycles(g): an MVAU's cycles per row at g (default: in its own order, mvau_row_cycles)."""
     p = unit.params
+    if row_cycles is None:
+        row_cycles = lambda g: mvau_row_cycles(p, g["simd"], g["pe"])  # noqa: E731
     if unit.kind == "mvau":
         window = _window_of(df, unit)
         simds = _divisors(window.params["C"] if window else p["K"])
@@ -216,7 +225,7 @@ def _grow(df: Dataflow, unit: Unit, par: dict[str, int]) -> list[dict[str, int]]
             # fewest cycles; optimize keeps the first that is faster.
             steps = [{"pe": e, "simd": d} for d in simds for e in _divisors(p["C"])
                      if d >= par["simd"] and e >= par["pe"] and (d, e) != (par["simd"], par["pe"])]
-            return sorted(steps, key=lambda g: (g["pe"] * g["simd"], mvau_row_cycles(p, g["simd"], g["pe"])))
+            return sorted(steps, key=lambda g: (g["pe"] * g["simd"], row_cycles(g)))
         return [{**par, "simd": d} for d in simds if d > par["simd"]] + \
             [{**par, "pe": d} for d in _divisors(p["C"]) if d > par["pe"]]
     if unit.kind in ("add", "map"):
@@ -241,7 +250,7 @@ def _block_sparse(params: dict) -> bool:
 
 def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | None = None,
              clock_mhz: float | None = None, max_pe_simd: int | None = None, kernels: dict[str, str] | None = None,
-             cmvm: str = "off") -> Folding:
+             cmvm: str = "off", mode_major: bool = True) -> Folding:
     """SetFolding in spirit: start every layer at parallelism 1 and raise the slowest unit's folding
     one step at a time until the cycle model's II meets the target (target_ii cycles, or target_fps
     fields/s at clock_mhz), the slowest unit cannot grow (an MVAU at full PE·SIMD, a transpose at
@@ -250,7 +259,13 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
 
     kernels: layers forced to a da4ml constant-matrix kernel ({layer: "cmvm"}; one row per cycle, not
     grown). cmvm="auto": afterwards, every other MVAU of at most 64×64 becomes a cmvm unit at the same
-    port lanes where its LUT estimate is lower (choose_kernels); "off": MVAUs only."""
+    port lanes where its LUT estimate is lower (choose_kernels); "off": MVAUs only.
+
+    An MVAU with a mode-major order (modemajor.py) takes it at every step where it pays
+    (modemajor.pays: fewer stored tiles and fewer cycles or ROM bits): its cycles are the better
+    order's, and its two transposers join the graph (their cycles count in the II), at the fewest
+    lanes that keep the design as fast; they grow like any transpose. mode_major=False: never."""
+    from qpde.backends.folded import modemajor
     from qpde.backends.folded.compile import elaborate
 
     if cmvm not in ("off", "auto"):
@@ -267,27 +282,72 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
             forced[name] = {"kind": "cmvm"}
     folding = {k: v for k, v in validate(df, forced).items() if df.unit(k).kind not in WINDOW_KINDS}  # swu: from its MVAU
     note = ""
+    mm: frozenset[str] = frozenset()
+    views: dict[frozenset, Dataflow] = {}
+
+    def view(names: frozenset) -> Dataflow:  # the dataflow with these MVAUs mode-major
+        if names not in views:
+            views[names] = modemajor.rewrite(df, names)
+        return views[names]
+
+    def uses_mm(unit: Unit, g: dict) -> bool:
+        return mode_major and modemajor.pays(unit.params, g["simd"], g["pe"], df.streams[unit.inputs[0]].type.width,
+                                             df.streams[unit.outputs[0]].type.width)
+
+    def best_row_cycles(unit: Unit, g: dict) -> int:
+        if unit.params.get("mode_major") is None:
+            return mvau_row_cycles(unit.params, g["simd"], g["pe"])
+        orig, perm = modemajor.stored_tiles(unit.params, g["simd"], g["pe"])
+        return max(perm if uses_mm(unit, g) else orig, unit.params["K"] // g["simd"])
+
+    def trials(unit: Unit, steps: list[dict]):
+        """(folding, mode-major MVAUs) per step; an MVAU turning mode-major tries its transposers at
+        1, 2, … lanes (each at most its gcd(R, C))."""
+        for g in steps:
+            if unit.kind != "mvau" or unit.params.get("mode_major") is None:
+                yield {**folding, unit.name: g}, mm
+                continue
+            extra = modemajor.transposer_names(df, unit.name)
+            base = {k: v for k, v in folding.items() if k not in extra}
+            base[unit.name] = g
+            if not uses_mm(unit, g):
+                yield base, mm - {unit.name}
+            elif unit.name in mm:
+                yield {**folding, unit.name: g}, mm
+            else:
+                t_units = {u.name: u for u in view(mm | {unit.name}).units if u.name in extra}
+                gcds = {n: _gcd(u) for n, u in t_units.items()}
+                for lanes in _divisors(max(gcds.values())):
+                    yield {**base, **{n: {"lanes": max(d for d in _divisors(gd) if d <= lanes)}
+                                      for n, gd in gcds.items()}}, mm | {unit.name}
+
     while True:
-        cycles = cycle_model(elaborate(df, folding))
+        cur = view(mm)
+        cycles = cycle_model(elaborate(cur, folding))
         slowest = max(cycles, key=cycles.get)
         ii = cycles[slowest]
         if target_ii is not None and ii <= target_ii:
             break
-        unit = next((u for u in df.units if u.name == slowest), None)
+        unit = next((u for u in cur.units if u.name == slowest), None)
         if unit is not None and unit.kind in WINDOW_KINDS:  # a sliding window runs at its MVAU's SIMD
-            unit = df.unit(unit.params["mvau"])
+            unit = cur.unit(unit.params["mvau"])
         if unit is None or unit.kind not in FOLDABLE:
             # the input stream or a width converter: grow the neighbour that sets its width
-            unit = _limiting_neighbour(df, slowest, folding)
+            unit = _limiting_neighbour(cur, slowest, folding)
+        if unit is not None and unit.kind == "mvau":
+            unit = df.unit(unit.name)  # the original order (a mode-major view holds the permuted weights)
         # the smallest step that does not make the design slower (a step whose lanes share only a
         # small gcd with a neighbour's would put a slow width converter between them: skip it)
-        steps = _grow(df, unit, folding[unit.name]) if unit is not None and unit.name not in forced else []
+        steps = []
+        if unit is not None and unit.name not in forced:
+            rc = (lambda g, u=unit: best_row_cycles(u, g)) if unit.kind == "mvau" else None
+            steps = _grow(cur, unit, folding[unit.name], rc)
         if unit is not None and unit.kind == "mvau":  # an MVAU step must speed the MVAU up (zero tiles:
             # a larger SIMD or PE alone can leave as many nonzero tiles per row)
-            now = mvau_row_cycles(unit.params, folding[unit.name]["simd"], folding[unit.name]["pe"])
-            steps = [g for g in steps if mvau_row_cycles(unit.params, g["simd"], g["pe"]) < now]
-        trial = next((t for t in ({**folding, unit.name: g} for g in steps)
-                      if max(cycle_model(elaborate(df, t)).values()) <= ii), None)
+            now = best_row_cycles(unit, folding[unit.name])
+            steps = [g for g in steps if best_row_cycles(unit, g) < now]
+        trial = next(((t, names) for t, names in (trials(unit, steps) if unit is not None else ())
+                      if max(cycle_model(elaborate(view(names), t)).values()) <= ii), None)
         if trial is None:
             why = f"; a transpose moves at most gcd(R, C) = {_gcd(unit)} elements " \
                 "per cycle" if unit is not None and unit.kind == "transpose" and not steps else ""
@@ -295,21 +355,23 @@ def optimize(df: Dataflow, *, target_ii: int | None = None, target_fps: float | 
                 why = f"; every larger {unit.name} folding needs a slower width converter"
             note = f"{slowest} cannot be folded further ({ii} cycles per field{why})"
             break
-        macs = sum(v["pe"] * v["simd"] for v in trial.values() if "pe" in v and v.get("kind") != "cmvm")
+        macs = sum(v["pe"] * v["simd"] for v in trial[0].values() if "pe" in v and v.get("kind") != "cmvm")
         if max_pe_simd is not None and macs > max_pe_simd:
             note = f"PE·SIMD budget {max_pe_simd} reached ({slowest}: {ii} cycles per field)"
             break
-        folding = trial
+        folding, mm = trial
     chosen = {name: "cmvm" for name in forced}
     if cmvm == "auto":
-        folding, auto = choose_kernels(df, folding, skip=set(forced))
+        # mode-major MVAUs keep their permuted MVAU
+        folding, auto = choose_kernels(view(mm), folding, skip=set(forced) | set(mm))
         chosen.update(auto)
         if auto:  # a cmvm unit is never slower than the MVAU it replaces (same ports): II can only drop
-            cycles = cycle_model(elaborate(df, folding))
+            cycles = cycle_model(elaborate(view(mm), folding))
             slowest = max(cycles, key=cycles.get)
             ii = cycles[slowest]
     return Folding(layers=folding, ii_cycles=ii, bottleneck=slowest,
-                   target_met=None if target_ii is None else ii <= target_ii, note=note, kernels=chosen)
+                   target_met=None if target_ii is None else ii <= target_ii, note=note, kernels=chosen,
+                   mode_major=sorted(mm))
 
 
 def kernel_estimates(df: Dataflow, folding: dict) -> dict[str, dict[str, float]]:

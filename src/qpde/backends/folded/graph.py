@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qpde.backends.folded.modemajor import find_mode_major
 from qpde.errors import GraphError
 from qpde.ops import OPS, SHAPE_OPS, attr
 from qpde.qgraph import FixedType, QGraph
@@ -342,6 +343,9 @@ def _mvau(graph, node, s, streams, chain, tail, out_spec, check_shift, shape) ->
         cur = nxt.output[0]
     cur, relu, quant = tail(cur, chain)
     acc, out_t = _accumulator(graph, node, x_t, w, w_t, bias, b_t, cur, relu, quant, out_spec, check_shift)
+    # a row/column order (transposes around the MVAU) that makes interleaved blocks diagonal, if any;
+    # the folding decides whether to use it (modemajor.py)
+    acc["mode_major"] = find_mode_major(acc["nonzero"])
     return Unit(node.name, "mvau", [s], [], {"K": k, "C": c, "rows": rows, "kron": kron, **acc}), cur, out_t
 
 

@@ -54,7 +54,8 @@ def run_unit(df: Dataflow, unit: Unit, args: list[np.ndarray]) -> list[np.ndarra
         return [p["requant"].apply(args[0])]
     if unit.kind == "transpose":
         x = args[0]
-        return [x.reshape(len(x), p["R"], p["C"]).transpose(0, 2, 1).reshape(len(x), -1)]
+        # every [R, C] tensor of the field (several when R·C is one row of a mode-major MVAU)
+        return [x.reshape(len(x), -1, p["R"], p["C"]).transpose(0, 1, 3, 2).reshape(len(x), -1)]
     if unit.kind == "fork":
         return [args[0]] * len(unit.outputs)
     if unit.kind in ("fifo", "dwc"):
