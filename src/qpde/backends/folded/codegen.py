@@ -175,7 +175,8 @@ def _matmul_aa_instance(unit: Unit, ins: list[Stream], outs: list[Stream]) -> tu
               ("OFFSET", _signed64(p["offset"]))] + \
         _requant_params(p["requant"], y)
     if unit.kind == "outer":
-        params += [("MB", clog2(m // ln)), ("KB", clog2(k)), ("PB", clog2(c // ln)), ("OB", clog2(m * c // ln))]
+        params += [("MB", clog2(m // ln)), ("KB", clog2(k)), ("PB", clog2(c // ln)),
+                   ("OB", clog2(m * c // ln))]
         return params, [("a", a), ("b", b), ("m", y)]
     params += [("RB", clog2(m)), ("KB", clog2(k // ln)), ("PB", clog2(c // ln)), ("WB", clog2(k * c // ln))]
     return params, [("s", a), ("w", b), ("m", y)]

@@ -18,7 +18,8 @@ lag need no FIFO. Each unit on a path also adds PIPELINE_CYCLES / II tensors for
 registers and width converters: nothing at II in the thousands, but at II 16 (multi-lane
 transposes) a few cycles per unit are whole tensors, and without them the fork stalled (measured).
 A graph with activation × activation units (outer, mvau_stream: a port that waits for another
-port's data) is sized by join_waits instead, from arrival times along every input port.
+port's data) is sized by join_waits instead, from arrival times along every input port, repeated
+by fifo_gaps until the FIFOs it adds (which delay their branch) need no further one.
 """
 
 from __future__ import annotations

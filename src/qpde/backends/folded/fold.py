@@ -99,9 +99,10 @@ def unit_parallelism(df: Dataflow, unit: Unit, folding: dict) -> dict[str, int]:
         allowed = {"lanes"}
         lanes = int(spec.get("lanes", 1))
         if lanes < 1 or matmul_aa_lanes(unit) % lanes:
-            dims, what = (("M", "P"), "its tokens' M and P") if unit.kind == "outer" else (("K", "P"), "its rows' K and P")
-            raise ConfigError(f"layer {unit.name!r} ({unit.kind} {p['M']}×{p['K']}×{p['P']}): lanes {lanes} does not "
-                              f"divide {what} ({p[dims[0]]}, {p[dims[1]]}); valid lanes: {_divisors(matmul_aa_lanes(unit))}")
+            dim, what = ("M", "its tokens' M and P") if unit.kind == "outer" else ("K", "its rows' K and P")
+            raise ConfigError(f"layer {unit.name!r} ({unit.kind} {p['M']}×{p['K']}×{p['P']}): lanes {lanes} does "
+                              f"not divide {what} ({p[dim]}, {p['P']}); valid lanes: "
+                              f"{_divisors(matmul_aa_lanes(unit))}")
         out = {"lanes": lanes}
     elif unit.kind == "transpose":
         allowed = {"lanes"}
