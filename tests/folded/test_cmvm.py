@@ -243,3 +243,20 @@ def test_generated_cmvm_design_is_verilog_2005_and_lint_clean(cmvm_graphs, tmp_p
     proc = subprocess.run(["iverilog", "-g2005", "-o", str(tmp_path / "a.out"), "-s", design.name,
                            *map(str, design.verilog_files)], cwd=mem, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "error" not in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,kw", [("conv5", dict(ch=4, grid=(7,), c_out=2, k=5, seed=1)),
+                                     ("conv3_2d", dict(grid=(4, 5), seed=2))])
+def test_forced_cmvm_conv_behind_its_window(tmp_path, name, kw):
+    """A convolution's matrix as a cmvm unit behind its sliding window (1-D and 2-D): its input port
+    takes the window's point per beat (SIMD = C_in), a row is taps beats; exact, II as predicted."""
+    from qpde.backends.folded import build_folded
+    from tests.folded.test_rtl import check
+    from tests.folded.test_spatial import conv_qonnx
+
+    graph = QGraph(conv_qonnx(tmp_path / f"{name}.onnx", **kw))
+    design = build_folded(graph, tmp_path / "d", {"conv": {"kind": "cmvm"}})
+    unit = build_dataflow(graph).unit("conv")
+    assert design.folding["conv"]["simd"] == unit.params["K"] // kw.get("k", 3) ** len(kw["grid"])
+    check(graph, design, random_inputs(graph), seed=23)

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from qpde.backends.folded.graph import Unit
+from qpde.errors import GraphError
 from qpde.qgraph import FixedType
 
 LATENCY_CUTOFF = 4  # da4ml pipelining cutoff (adder delays per stage), as qpde.backends.rtl's default
@@ -45,7 +46,8 @@ def trace_kernel(params: dict, in_type: FixedType):
     """da4ml's CombLogic of x @ W on integer codes (x in [in_type.lo, in_type.hi]); cached per matrix."""
     w = np.asarray(params["weights"], dtype=np.int64)
     if np.abs(w).max(initial=0) >= 2**24:  # da4ml solves in float32
-        raise ValueError("weights wider than 24 bits: da4ml's solver works in float32")
+        raise GraphError(f"weights of {int(np.abs(w).max()).bit_length() + 1} bits; da4ml's solver works in float32 "
+                         "(at most 24)")
     return _trace(np.ascontiguousarray(w).tobytes(), w.shape, int(in_type.lo), int(in_type.hi))
 
 
@@ -105,16 +107,14 @@ def _kif_bits(q) -> tuple[int, int, int]:
     return k, i, f
 
 
-def _signed64(v: int) -> str:
-    return f"-64'sd{-v}" if v < 0 else f"64'sd{v}"
-
-
 def kernel_verilog(unit: Unit, prefix: str, in_type: FixedType, out_type: FixedType) -> tuple[dict[str, str], int]:
     """Verilog of one cmvm kernel: {module name: text} (da4ml's pipeline stages, a pipeline top with a
     clock enable, and the adapter `<prefix>`), and its latency in enabled cycles (row at `x` with ce →
     its codes at `y`). Adapter ports: clk, ce, x [K·IN_W] (codes, lane 0 in the LSBs), y [C·OUT_W]."""
     from da4ml.codegen.rtl.verilog import comb_logic_gen
     from da4ml.trace.pipeline import to_pipeline
+
+    from qpde.backends.folded.codegen import _signed64
 
     p = unit.params
     k, c, acc_w = p["K"], p["C"], p["acc_w"]
@@ -141,15 +141,14 @@ def kernel_verilog(unit: Unit, prefix: str, in_type: FixedType, out_type: FixedT
 
     # adapter: codes → da4ml's packed input (per input its minimal k+i+f bits, f = 0: integer codes);
     # packed output → exact sums (sign-extended, shifted by −f) → << PSHIFT, + bias → requantized codes
-    pack, lo = [], 0
+    pack = []
     for j, q in enumerate(pipe.inp_qint):
         kk, ii, ff = _kif_bits(q)
         bits = kk + ii + ff
         if ff != 0 or bits > in_w:
-            raise ValueError(f"{unit.name}: da4ml input {j} has format {(kk, ii, ff)}, not an integer code of {in_w} bits")
-        if bits:
+            raise GraphError(f"{unit.name}: da4ml input {j} has format {(kk, ii, ff)}, not an integer code of {in_w} bits")
+        if bits:  # the code's low bits: its value fits them (two's complement, or plain when unsigned)
             pack.append(f"x[{j * in_w + bits - 1}:{j * in_w}]")
-        lo += bits
     rq = p["requant"]
     bias = p["bias"]
     body = [f"// cmvm {unit.name}: {k}×{c} constant matrix (da4ml adder graph, {stages} stage(s)), bias, requantization",
@@ -163,7 +162,7 @@ def kernel_verilog(unit: Unit, prefix: str, in_type: FixedType, out_type: FixedT
         kk, ii, ff = _kif_bits(q)
         bits = kk + ii + ff
         if ff > 0:
-            raise ValueError(f"{unit.name}: da4ml output {j} has {ff} fraction bits; integer codes have none")
+            raise GraphError(f"{unit.name}: da4ml output {j} has {ff} fraction bits; integer codes have none")
         b = int(bias[j]) if bias is not None else 0
         if bits == 0:  # an all-zero column: the sum is 0
             body.append(f"    wire signed [{acc_w - 1}:0] s{j} = {acc_w}'sd0;")
