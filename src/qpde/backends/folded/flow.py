@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 def folding_label(folding: Folding) -> str:
     """What results.csv says of a folding: the cycle model's II, the multiplier count, the bottleneck."""
     pe_simd = sum(p["pe"] * p["simd"] for p in folding.layers.values() if "pe" in p)
-    return f"II {folding.ii_cycles} (model), ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}"
+    mm = f", mode-major {' '.join(folding.mode_major)}" if folding.mode_major else ""
+    return f"II {folding.ii_cycles} (model), ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}{mm}"
 
 
 def foldings(graph: QGraph, cfg: FoldedConfig) -> list[tuple[float, Folding]]:
