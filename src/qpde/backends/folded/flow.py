@@ -33,7 +33,8 @@ def folding_label(folding: Folding, clock_mhz: float | None = None) -> str:
     pe_simd = sum(p["pe"] * p["simd"] for p in folding.layers.values() if "pe" in p and p.get("kind") != "cmvm")
     at = f" folded at {clock_mhz:g} MHz" if clock_mhz is not None else ""
     cmvm = f", cmvm {', '.join(sorted(folding.kernels))}" if folding.kernels else ""
-    return f"II {folding.ii_cycles} (model){at}, ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}{cmvm}"
+    mm = f", mode-major {' '.join(folding.mode_major)}" if folding.mode_major else ""
+    return f"II {folding.ii_cycles} (model){at}, ΣPE·SIMD {pe_simd}, bottleneck {folding.bottleneck}{cmvm}{mm}"
 
 
 def _key(folding: Folding) -> tuple:

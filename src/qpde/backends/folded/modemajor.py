@@ -196,14 +196,15 @@ def rewrite(df, names, lanes: dict | None = None):
         if mm.out_split is not None:
             out = f"{dst}{OUT_SUFFIX}"
             streams[out] = Stream(out, df.streams[dst].type, df.streams[dst].numel)
-        units.append(replace(u, inputs=[src], outputs=[out], params=_cached_permuted(p)))
+        units.append(replace(u, inputs=[src], outputs=[out], params=mode_major_params(p)))
         if mm.out_split is not None:  # the MVAU emits [C', R'] of the output's [R', C'] view: back
             units.append(Unit(u.name + OUT_SUFFIX, "transpose", [out], [dst],
                               {"R": mm.out_split[1], "C": mm.out_split[0]}))
     return Dataflow(streams, units, df.input, df.output)
 
 
-def _cached_permuted(params: dict) -> dict:
+def mode_major_params(params: dict) -> dict:
+    """permuted_params, computed once per MVAU."""
     mm: ModeMajor = params["mode_major"]
     if "_params" not in mm.__dict__:
         mm._params = permuted_params(params)

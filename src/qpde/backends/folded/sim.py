@@ -24,6 +24,7 @@ from qpde.backends.folded.codegen import MEM_DIR, testbench_cpp, write_project
 from qpde.backends.folded.compile import elaborate
 from qpde.backends.folded.fold import cycle_model, mvau_tile_counts, validate
 from qpde.backends.folded.graph import build_dataflow
+from qpde.backends.folded.modemajor import mode_major_names
 from qpde.backends.tools import run_tool
 from qpde.backends.verdict import Verdict, compare
 from qpde.errors import GraphError, ToolError
@@ -61,6 +62,7 @@ class FoldedDesign:
     units: dict[str, int] = field(default_factory=dict)  # unit kind → count
     # per MVAU layer: weight tiles (PE·SIMD words) of the dense matrix and those stored (zero tiles skipped)
     tiles: dict[str, dict[str, int]] = field(default_factory=dict)
+    mode_major: list[str] = field(default_factory=list)  # MVAUs run in mode-major order (modemajor.py)
     times_s: dict = field(default_factory=dict)
     netlist: str | None = None  # a Yosys netlist of the design for this target ("xc7", "ecp5") plus cell models
 
@@ -112,7 +114,7 @@ def build_folded(source: Path | str | QGraph, out_dir: Path, folding: dict | Non
         folding=folding, cycle_model=cycles, predicted_ii=max(cycles.values()), input_type=s_in.type,
         output_type=s_out.type, input_lanes=s_in.lanes, output_lanes=s_out.lanes, n_inputs=s_in.numel,
         n_outputs=s_out.numel, input_width=s_in.lanes * s_in.type.width, output_width=s_out.lanes * s_out.type.width,
-        units=kinds, tiles=tiles, times_s={"codegen": round(time.perf_counter() - start, 3)})
+        units=kinds, tiles=tiles, mode_major=sorted(mode_major_names(folding)), times_s={"codegen": round(time.perf_counter() - start, 3)})
     design.save()
     return design
 

@@ -403,6 +403,7 @@ def _folded_budget(graph: QGraph, layers: list[dict], target_fps: float, clock_m
     gets PE·SIMD scaled by its dense tiles over the folded MVAU's cycles per row (PE·SIMD when dense)."""
     from qpde.backends.folded import build_dataflow, optimize
     from qpde.backends.folded.fold import mvau_row_cycles
+    from qpde.backends.folded.modemajor import mode_major_params
 
     df = build_dataflow(graph)
     folding = optimize(df, target_fps=target_fps, clock_mhz=clock_mhz)
@@ -413,6 +414,8 @@ def _folded_budget(graph: QGraph, layers: list[dict], target_fps: float, clock_m
         if "pe" not in par:
             continue
         params = df.unit(name).params
+        if name in folding.mode_major:  # the folded MVAU runs on the permuted weights: fewer tiles
+            params = mode_major_params(params)
         dense_tiles = (params["K"] // par["simd"]) * (params["C"] // par["pe"])
         budget[layer["name"]] = -(-par["pe"] * par["simd"] * dense_tiles // mvau_row_cycles(params, par["simd"],
                                                                                             par["pe"]))
