@@ -106,6 +106,7 @@ def test_hls_folding_follows_the_folded_backends_optimizer(tiny_qonnx, tmp_path)
     (PE·SIMD for a dense matrix; more where the MVAU skips zero tiles), with a valid RF."""
     from qpde.backends.folded import build_dataflow, optimize
     from qpde.backends.folded.fold import mvau_row_cycles
+    from qpde.backends.folded.modemajor import mode_major_params
 
     _, path = tiny_qonnx("w4a8")
     graph = QGraph(path)
@@ -116,9 +117,14 @@ def test_hls_folding_follows_the_folded_backends_optimizer(tiny_qonnx, tmp_path)
     project = build_project(graph, tmp_path / "hls", cfg, compile=False)
     layers, *_ = layer_list(graph)
     node_of = {lay["name"]: lay["qpde_node"] for lay in layers if lay["class_name"] == "Dense"}
+
+    def mvau_params(node):  # a mode-major MVAU iterates its permuted weights' tiles
+        params = df.unit(node).params
+        return mode_major_params(params) if node in folded.mode_major else params
+
     checked, sparse = 0, 0
     for name, f in project.folding.items():
-        par, params = folded.layers[node_of[name]], df.unit(node_of[name]).params
+        par, params = folded.layers[node_of[name]], mvau_params(node_of[name])
         dense_tiles = (params["K"] // par["simd"]) * (params["C"] // par["pe"])
         row_cycles = mvau_row_cycles(params, par["simd"], par["pe"])
         sparse += row_cycles < dense_tiles
@@ -132,7 +138,7 @@ def test_hls_folding_follows_the_folded_backends_optimizer(tiny_qonnx, tmp_path)
 
     budget = _folded_budget(graph, layers, 2e6, 200.0)
     for name, node in node_of.items():
-        par, params = folded.layers[node], df.unit(node).params
+        par, params = folded.layers[node], mvau_params(node)
         dense_tiles = (params["K"] // par["simd"]) * (params["C"] // par["pe"])
         assert budget[name] == -(-par["pe"] * par["simd"] * dense_tiles // mvau_row_cycles(params, par["simd"],
                                                                                           par["pe"]))
