@@ -93,21 +93,28 @@ def sparse_weights(seed: int = 2) -> np.ndarray:
 def sparse_qonnx(path: Path) -> Path:
     """x[1, R·K] → Quant(2^-2, 4 bits) → Reshape [1, R, K] → MatMul W (sparse_weights · 2^-2) → Add a bias
     (nonzero on the all-zero columns too) → Quant(2^-1, 5 bits) → y[1, R, C]."""
-    rng = np.random.default_rng(3)
+    return matmul_qonnx(path, sparse_weights(), SPARSE_ROWS, out_bits=5)
+
+
+def matmul_qonnx(path: Path, w: np.ndarray, rows: int, out_bits: int, seed: int = 3) -> Path:
+    """x[1, R·K] → Quant(2^-2, 4 bits) → Reshape [1, R, K] → MatMul (w · 2^-2) → Add a bias → Quant(2^-1,
+    out_bits) → y[1, R, C]."""
+    rng = np.random.default_rng(seed)
+    k, c = w.shape
     nodes, inits = [], []
     node, ini = _quant("q_in", "x", "xq", -2, 4)
     nodes.append(node)
     inits += ini
-    inits += [numpy_helper.from_array(np.array([1, SPARSE_ROWS, SPARSE_K], np.int64), "shape"),
-              numpy_helper.from_array((sparse_weights() * 2.0**-2).astype(np.float32), "W"),
-              numpy_helper.from_array((rng.integers(-20, 20, size=SPARSE_C) * 2.0**-3).astype(np.float32), "b")]
+    inits += [numpy_helper.from_array(np.array([1, rows, k], np.int64), "shape"),
+              numpy_helper.from_array((w * 2.0**-2).astype(np.float32), "W"),
+              numpy_helper.from_array((rng.integers(-20, 20, size=c) * 2.0**-3).astype(np.float32), "b")]
     nodes.append(helper.make_node("Reshape", ["xq", "shape"], ["xr"], name="reshape"))
     nodes.append(helper.make_node("MatMul", ["xr", "W"], ["h"], name="mm"))
     nodes.append(helper.make_node("Add", ["h", "b"], ["hb"], name="bias"))
-    node, ini = _quant("q_out", "hb", "y", -1, 5)
+    node, ini = _quant("q_out", "hb", "y", -1, out_bits)
     nodes.append(node)
     inits += ini
-    return _save(path, nodes, inits, [1, SPARSE_ROWS * SPARSE_K], [1, SPARSE_ROWS, SPARSE_C])
+    return _save(path, nodes, inits, [1, rows * k], [1, rows, c])
 
 
 def random_inputs(graph, n: int = 48, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from onnx import helper, numpy_helper
 
 from qpde import golden
 from qpde.backends.folded import build_dataflow, build_folded, cycle_model, elaborate, optimize, validate
@@ -19,7 +18,7 @@ from qpde.backends.folded.modemajor import (IN_SUFFIX, OUT_SUFFIX, add_to_foldin
 from qpde.errors import ConfigError
 from qpde.qgraph import QGraph
 from tests.conftest import edge_inputs
-from tests.folded.conftest import _quant, _save, random_inputs
+from tests.folded.conftest import matmul_qonnx, random_inputs
 
 
 def mode_minor(width: int, modes: int, seed: int = 0, parts: int = 2) -> np.ndarray:
@@ -82,25 +81,9 @@ def test_stored_tiles_and_when_mode_major_pays():
     assert mvau_stored_tiles({"K": 12, "C": 12, "nonzero": params["mode_major"].nonzero}, 2, 2) == 12
 
 
-def mix_qonnx(path, w: np.ndarray, rows: int, seed: int = 3):
-    """x[1, rows·K] → Quant(2^-2, 4 bits) → Reshape [1, rows, K] → MatMul (w · 2^-2) → Add a bias →
-    Quant(2^-1, 6 bits) → y[1, rows, C]: one MVAU over `rows` rows."""
-    k, c = w.shape
-    rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-    node, ini = _quant("q_in", "x", "xq", -2, 4)
-    nodes.append(node)
-    inits += ini
-    inits += [numpy_helper.from_array(np.array([1, rows, k], np.int64), "shape"),
-              numpy_helper.from_array((w * 2.0**-2).astype(np.float32), "W"),
-              numpy_helper.from_array((rng.integers(-20, 20, size=c) * 2.0**-3).astype(np.float32), "b")]
-    nodes.append(helper.make_node("Reshape", ["xq", "shape"], ["xr"], name="reshape"))
-    nodes.append(helper.make_node("MatMul", ["xr", "W"], ["h"], name="mm"))
-    nodes.append(helper.make_node("Add", ["h", "b"], ["hb"], name="bias"))
-    node, ini = _quant("q_out", "hb", "y", -1, 6)
-    nodes.append(node)
-    inits += ini
-    return _save(path, nodes, inits, [1, rows * k], [1, rows, c])
+def mix_qonnx(path, w: np.ndarray, rows: int):
+    """One MVAU over `rows` rows of w (conftest.matmul_qonnx), 6-bit output."""
+    return matmul_qonnx(path, w, rows, out_bits=6)
 
 
 MIX_FOLDING = {"mm": {"pe": 2, "simd": 2}, "mm" + IN_SUFFIX: {"lanes": 1}, "mm" + OUT_SUFFIX: {"lanes": 1}}
