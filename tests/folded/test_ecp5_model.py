@@ -2,7 +2,8 @@
 and DP16KD/MULT18X18D behaviour checked against Yosys' own mapping: small memories synthesized with
 synth_ecp5 and simulated as netlists with the models (iverilog) equal their RTL cycle for cycle,
 at every data width synth_ecp5 uses (1, 2, 4, 9, 18 true dual port, 36 pseudo dual port: INITVAL
-layout, writes) and with each WRITEMODE it picks."""
+layout, writes) and with each WRITEMODE it picks. And the requantizer (qpde_requant.v) through
+synth_ecp5, netlist against RTL on every input: a Yosys bug once made its netlist differ."""
 
 from __future__ import annotations
 
@@ -210,3 +211,52 @@ def test_dp16kd_outreg_csdecode_and_mult18x18d(tmp_path):
     word0, word1 = 0x00123 & 0x1ff, (0x00123 >> 9) & 0x1ff  # INITVAL_00 bits [0, 18): row 0 = 0x00123
     assert lines[:6] == ["000", f"{word0:03x}", f"{word1:03x}", f"{word1:03x}", f"{word1:03x}", "000"]
     assert lines[6:] == [f"{(-5) & (2**36 - 1):09x}", f"{262143 * 5:09x}", f"{2**34:09x}"]
+
+
+REQUANT_TB = """
+module tb;
+  reg [IN_W-1:0] x; wire [OUT_W-1:0] y_rtl, y_net; integer i, bad = 0;
+  qpde_requant #(.IN_W(IN_W), .RSHIFT(RSHIFT), .LSHIFT(LSHIFT), .OUT_W(OUT_W), .QMIN(QMIN), .QMAX(QMAX)) r (.x(x), .y(y_rtl));
+  top n (.x(x), .y(y_net));
+  initial begin
+    for (i = 0; i < (1 << IN_W); i = i + 1) begin x = i; #1 if (y_rtl !== y_net) bad = bad + 1; end
+    $display("mismatches %0d", bad);
+  end
+endmodule
+"""
+
+
+@needs_tools
+@pytest.mark.skipif(not Path("/usr/share/yosys/ecp5/cells_sim.v").is_file(), reason="Debian's yosys needed")
+@pytest.mark.parametrize("in_w, rshift, lshift, out_w, qmin, qmax", [
+    (11, 7, 0, 4, -8, 7),    # the tiny Burgers FNO w4a4's MatMul_2: 4 significant bits, y was the constant -8
+    (10, 6, 0, 4, -7, 7),    # a narrower range: 896 of 1,024 outputs were wrong
+    (9, 6, 0, 3, -3, 2),     # both bounds inside the 3 significant bits
+    (5, 0, 2, 4, -8, 7),     # LSHIFT
+    (7, 3, 0, 3, 0, 3),      # after a ReLU: unsigned bounds
+    (12, 5, 0, 4, -8, 7),    # 7 significant bits: signed comparisons, never LUT-mapped by cmp2lut
+])
+def test_requant_synth_ecp5_netlist_equals_rtl(tmp_path, in_w, rshift, lshift, out_w, qmin, qmax):
+    """synth_ecp5 runs Yosys' cmp2lut.v (LUT_WIDTH=4), which maps a signed comparison of at most 4
+    bits with a negative constant to a wrong LUT (YosysHQ/yosys#6085). qpde_requant's `scaled < QMIN`
+    narrowed to that: Yosys 0.23's netlist of the tiny Burgers FNO differed from the golden on every
+    field, so the sweep placed nothing. The bounds of a narrow value are now compared in offset
+    binary; netlist (Yosys' ECP5 cells) and RTL must agree on every input."""
+    from qpde.backends.folded.codegen import HDL_DIR
+    from qpde.backends.folded.synth import _ecp5_cells
+
+    lit = {v: f"-64'sd{-v}" if v < 0 else f"64'sd{v}" for v in (qmin, qmax)}
+    params = {"IN_W": in_w, "RSHIFT": rshift, "LSHIFT": lshift, "OUT_W": out_w, "QMIN": lit[qmin], "QMAX": lit[qmax]}
+    inst = ", ".join(f".{k}({v})" for k, v in params.items())
+    shutil.copy(HDL_DIR / "qpde_requant.v", tmp_path / "qpde_requant.v")
+    (tmp_path / "top.v").write_text(f"module top(input [{in_w - 1}:0] x, output [{out_w - 1}:0] y);\n"
+                                    f"  qpde_requant #({inst}) u (.x(x), .y(y));\nendmodule\n")
+    subprocess.run(["yosys", "-q", "-p", "read_verilog top.v qpde_requant.v; synth_ecp5 -top top; "
+                    "write_verilog -noattr net.v"], cwd=tmp_path, check=True)
+    (tmp_path / "cells.v").write_text(_ecp5_cells(Path("/usr/share/yosys/ecp5/cells_sim.v"), CELLS))
+    header = "".join(f"  localparam {k} = {v};\n" for k, v in params.items())
+    (tmp_path / "tb.v").write_text(REQUANT_TB.replace("module tb;\n", "module tb;\n" + header, 1))
+    subprocess.run(["iverilog", "-g2005", "-o", "sim", "tb.v", "qpde_requant.v", "net.v", "cells.v"], cwd=tmp_path,
+                   check=True)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    assert int(out.split("mismatches")[-1].split()[0]) == 0

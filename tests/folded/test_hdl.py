@@ -28,6 +28,8 @@ CASES = [
     ("qpde_cmvm", {"K": 4, "C": 4, "SIMD": 4, "PE": 4, "IN_W": 5, "OUT_W": 6, "LAT": 2}),  # a row per beat
     ("qpde_add", {"L": 2, "AW": 4, "A_SIGNED": 0, "BW": 6, "BSHIFT": 3, "SUM_W": 11, "OUT_W": 5}),
     ("qpde_map", {"L": 3, "IN_W": 9, "OUT_W": 4, "RSHIFT": 3}),
+    ("qpde_requant", {"IN_W": 11, "RSHIFT": 7, "OUT_W": 4}),  # 4 significant bits: bounds in offset binary
+    ("qpde_requant", {"IN_W": 3, "RSHIFT": 5, "OUT_W": 4}),   # 1 significant bit
     ("qpde_transpose", {"W": 5, "R": 6, "C": 3, "AB": 5}),
     ("qpde_transpose", {"W": 5, "L": 2, "R": 6, "C": 4, "AB": 4, "LB": 1}),
     ("qpde_transpose", {"W": 3, "L": 3, "R": 6, "C": 9, "AB": 5, "LB": 2}),
