@@ -28,9 +28,9 @@ module qpde_requant #(
     // sign-extended: YosysHQ/yosys#6085). wreduce narrows `scaled < LO` to SW bits, so Yosys 0.23's
     // synth_ecp5 got y wrong whenever SW <= 4 and QMIN < 0 (IN_W 11, RSHIFT 7, QMIN -8: y the
     // constant -8; docs/folded.md, "ECP5 netlist check"). There a bound outside [SMIN, SMAX] clamps
-    // never (or always), and one inside
-    // is compared on SW bits as unsigned numbers in offset binary (sign bit flipped: unsigned order
-    // = signed order), which cmp2lut maps right. Wider comparisons never reach cmp2lut.
+    // never (or always), and one inside is compared on SW bits as unsigned numbers in offset binary
+    // (sign bit flipped: unsigned order = signed order), which cmp2lut maps right. Wider comparisons
+    // never reach cmp2lut.
     localparam SW = IN_W + LSHIFT > RSHIFT ? IN_W + LSHIFT - RSHIFT : 1;
     wire low, high;
     generate
