@@ -81,17 +81,12 @@ def test_stored_tiles_and_when_mode_major_pays():
     assert mvau_stored_tiles({"K": 12, "C": 12, "nonzero": params["mode_major"].nonzero}, 2, 2) == 12
 
 
-def mix_qonnx(path, w: np.ndarray, rows: int):
-    """One MVAU over `rows` rows of w (conftest.matmul_qonnx), 6-bit output."""
-    return matmul_qonnx(path, w, rows, out_bits=6)
-
-
 MIX_FOLDING = {"mm": {"pe": 2, "simd": 2}, "mm" + IN_SUFFIX: {"lanes": 1}, "mm" + OUT_SUFFIX: {"lanes": 1}}
 
 
 def test_rewritten_dataflow_is_exact_and_its_cycles_counted(tmp_path):
     """Three rows of the 12×12 mix per field: each row transposed [4, 3] → [3, 4] on its own."""
-    graph = QGraph(mix_qonnx(tmp_path / "mix.onnx", mode_minor(width=2, modes=3), rows=3))
+    graph = QGraph(matmul_qonnx(tmp_path / "mix.onnx", mode_minor(width=2, modes=3), rows=3, out_bits=6))
     df = build_dataflow(graph)
     assert add_to_folding(df, {"mm": {"pe": 2, "simd": 2}}, ["mm"]) == MIX_FOLDING
     phys = elaborate(df, MIX_FOLDING)
@@ -152,7 +147,7 @@ def test_tiny_fno_mode_major_is_exact_and_the_optimizer_takes_it(fno_l1_qonnx):
 def test_mode_major_mvau_in_verilator(tmp_path, folding):
     from tests.folded.test_rtl import check
 
-    graph = QGraph(mix_qonnx(tmp_path / "mix.onnx", mode_minor(width=2, modes=3), rows=3))
+    graph = QGraph(matmul_qonnx(tmp_path / "mix.onnx", mode_minor(width=2, modes=3), rows=3, out_bits=6))
     design = build_folded(graph, tmp_path / "d", folding)
     assert design.mode_major == ["mm"] and design.tiles["mm"]["stored"] < design.tiles["mm"]["dense"]
     check(graph, design, random_inputs(graph), seed=5)

@@ -114,7 +114,8 @@ def build_folded(source: Path | str | QGraph, out_dir: Path, folding: dict | Non
         folding=folding, cycle_model=cycles, predicted_ii=max(cycles.values()), input_type=s_in.type,
         output_type=s_out.type, input_lanes=s_in.lanes, output_lanes=s_out.lanes, n_inputs=s_in.numel,
         n_outputs=s_out.numel, input_width=s_in.lanes * s_in.type.width, output_width=s_out.lanes * s_out.type.width,
-        units=kinds, tiles=tiles, mode_major=sorted(mode_major_names(folding)), times_s={"codegen": round(time.perf_counter() - start, 3)})
+        units=kinds, tiles=tiles, mode_major=sorted(mode_major_names(folding)),
+        times_s={"codegen": round(time.perf_counter() - start, 3)})
     design.save()
     return design
 
